@@ -1,0 +1,284 @@
+"""Key-encryption keys (KEKs) held in a key ring with key ids.
+
+The ring wraps per-victim data keys; it never sees field values. Keys live in files with
+0600 permissions created by `passage init`. A KMS or Vault provider can implement
+`KeyEncryptionProvider` and plug in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from app.crypto.errors import KeyFileError, SealedValueIntegrityError, UnknownKeyError
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+MANIFEST = "keyring.json"
+BLIND_INDEX_KEY = "blind-index.key"
+SESSION_KEY = "session.key"
+SIGNING_KEY = "instance-signing.pem"  # ES256: machine API tokens, signed referral packages
+
+
+class KeyEncryptionProvider(Protocol):
+    @property
+    def active_kid(self) -> str: ...
+
+    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]: ...
+
+    def unwrap(self, kid: str, wrapped: bytes, aad: bytes) -> bytes: ...
+
+    def usable_kids(self) -> list[str]: ...
+
+
+@dataclass
+class KekRecord:
+    kid: str
+    created_at: str
+    retired: bool = False
+
+
+def _write_secret_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _check_private(path: Path) -> None:
+    """Refuse a key file that is missing or that other users could read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"key file {path.name} is missing in {path.parent}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"key file {path.name} must have 0600 permissions (found {oct(mode & 0o777)})"
+        )
+
+
+def read_secret_file(path: Path) -> bytes:
+    """Read a base64 key file, refusing files other users could read."""
+    _check_private(path)
+    try:
+        raw = base64.b64decode(path.read_bytes().strip(), validate=True)
+    except ValueError as exc:
+        raise KeyFileError(f"key file {path.name} is not valid base64") from exc
+    if len(raw) != KEY_BYTES:
+        raise KeyFileError(f"key file {path.name} must hold {KEY_BYTES} bytes")
+    return raw
+
+
+def create_signing_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write_secret_file(path, pem)
+
+
+def read_signing_key(path: Path) -> tuple[str, str]:
+    """(private PEM, public PEM) of the instance signing key, refusing loose permissions."""
+    from cryptography.hazmat.primitives import serialization
+
+    _check_private(path)
+    private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return path.read_text(), public.decode()
+
+
+def create_secret_file(path: Path) -> None:
+    _write_secret_file(path, base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
+
+
+class FileKeyRing:
+    """KEKs in `keys_dir/kek-<kid>.key`, listed in `keyring.json` with the active key id."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+        self._records: list[KekRecord] = []
+        self._active: str = ""
+        self._keys: dict[str, AESGCM] = {}
+        self.reload()
+
+    # -- loading ---------------------------------------------------------------------------
+    def reload(self) -> None:
+        manifest = self.keys_dir / MANIFEST
+        if not manifest.exists():
+            raise KeyFileError(f"no key ring at {self.keys_dir}: run 'passage init' first")
+        try:
+            data = json.loads(manifest.read_text())
+            records = [KekRecord(**item) for item in data["keys"]]
+            active = str(data["active_kid"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError(f"{manifest.name} is malformed") from exc
+        keys = {
+            rec.kid: AESGCM(read_secret_file(self.keys_dir / f"kek-{rec.kid}.key"))
+            for rec in records
+            if not rec.retired
+        }
+        if active not in keys:
+            raise KeyFileError(f"active key id {active} has no usable key file")
+        self._records, self._active, self._keys = records, active, keys
+
+    @classmethod
+    def initialise(cls, keys_dir: Path) -> FileKeyRing:
+        """Create a key directory with one KEK, the blind-index root and the session key."""
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(keys_dir, 0o700)
+        if (keys_dir / MANIFEST).exists():
+            raise KeyFileError(f"a key ring already exists at {keys_dir}")
+        kid = _new_kid()
+        create_secret_file(keys_dir / f"kek-{kid}.key")
+        for name in (BLIND_INDEX_KEY, SESSION_KEY):
+            if not (keys_dir / name).exists():
+                create_secret_file(keys_dir / name)
+        if not (keys_dir / SIGNING_KEY).exists():
+            create_signing_key(keys_dir / SIGNING_KEY)
+        ring_records = [KekRecord(kid=kid, created_at=_now())]
+        _write_manifest(keys_dir, kid, ring_records)
+        return cls(keys_dir)
+
+    # -- provider interface ------------------------------------------------------------------
+    @property
+    def active_kid(self) -> str:
+        return self._active
+
+    def usable_kids(self) -> list[str]:
+        return list(self._keys)
+
+    def records(self) -> list[KekRecord]:
+        return list(self._records)
+
+    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return self._active, nonce + self._keys[self._active].encrypt(nonce, data_key, aad)
+
+    def unwrap(self, kid: str, wrapped: bytes, aad: bytes) -> bytes:
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring (retired?)")
+        try:
+            return key.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
+        except InvalidTag as exc:
+            raise SealedValueIntegrityError(
+                f"wrapped data key failed its integrity check (kek {kid})"
+            ) from exc
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def add_key(self) -> str:
+        """Add a new KEK and make it active. Old ids keep unwrapping until retired."""
+        kid = _new_kid()
+        create_secret_file(self.keys_dir / f"kek-{kid}.key")
+        records = [*self._records, KekRecord(kid=kid, created_at=_now())]
+        _write_manifest(self.keys_dir, kid, records)
+        self.reload()
+        return kid
+
+    def retire(self, kid: str) -> None:
+        """Mark a KEK retired and destroy its file: wrapped keys in old backups die with it."""
+        if kid == self._active:
+            raise KeyFileError("the active key cannot be retired; rotate first")
+        if not any(r.kid == kid for r in self._records):
+            raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring")
+        records = [KekRecord(r.kid, r.created_at, r.retired or r.kid == kid) for r in self._records]
+        _write_manifest(self.keys_dir, self._active, records)
+        (self.keys_dir / f"kek-{kid}.key").unlink(missing_ok=True)
+        self.reload()
+
+
+def _new_kid() -> str:
+    # Sortable by creation time, unique enough for a handful of keys per year.
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_manifest(keys_dir: Path, active: str, records: list[KekRecord]) -> None:
+    payload = {"active_kid": active, "keys": [rec.__dict__ for rec in records]}
+    tmp = keys_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, keys_dir / MANIFEST)
+
+
+# -- transnational exchange: the instance encryption key (appended for issue 6) ---------------
+# Partners encrypt packages to this RSA key (JWE RSA-OAEP-256 + A256GCM); they pin its public
+# half out of band. It is separate from the ES256 signing key: one key, one use.
+ENCRYPTION_KEY = "instance-encryption.pem"
+ENCRYPTION_KEY_BITS = 3072
+
+
+def _check_private_key_file(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"key file {path.name} is missing in {path.parent}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"key file {path.name} must have 0600 permissions (found {oct(mode & 0o777)})"
+        )
+
+
+def create_encryption_key(path: Path) -> None:
+    """Create the RSA encryption key atomically: written aside, then linked into place.
+
+    Two processes racing to create it end with one complete key file; the loser's link
+    fails with FileExistsError and it simply reads the winner's key.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=ENCRYPTION_KEY_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _write_secret_file(staging, pem)
+    try:
+        os.link(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def ensure_encryption_key(keys_dir: Path) -> Path:
+    """The instance encryption key file, created (0600) if it does not exist yet."""
+    path = keys_dir / ENCRYPTION_KEY
+    if not path.exists():
+        import contextlib
+
+        with contextlib.suppress(FileExistsError):  # created concurrently by another process
+            create_encryption_key(path)
+    return path
+
+
+def read_encryption_key(path: Path) -> tuple[str, str]:
+    """(private PEM, public PEM) of the instance encryption key, refusing loose permissions."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    _check_private_key_file(path)
+    data = path.read_bytes()
+    private = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < 2048:
+        raise KeyFileError(f"key file {path.name} must hold an RSA key of at least 2048 bits")
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data.decode(), public.decode()
