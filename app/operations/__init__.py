@@ -1,0 +1,1 @@
+"""Operations: health, metrics, rate limits, idempotency, backups, retention."""
