@@ -37,8 +37,9 @@ def same_origin(request: Request, ctx: AppContext) -> bool:
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin is None:
-        # Browsers send Origin on every unsafe request; without it only Sec-Fetch-Site can vouch.
+    if origin is None or origin == "null":
+        # Browsers send Origin on every unsafe request, but "null" after some redirects and
+        # privacy settings; then only Sec-Fetch-Site (not settable by scripts) can vouch.
         return fetch_site == "same-origin"
     allowed = {_origin_of(ctx.settings.base_url), _origin_of(str(request.base_url))}
     return origin.lower() in allowed

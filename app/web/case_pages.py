@@ -517,6 +517,8 @@ def refer(
     session: DbSession,
     ctx: Ctx,
 ) -> Response:
+    # Scope before permission: a foreign case is "not found" (and audited) for every role.
+    case = service.load_case(session, ctx, actor, case_id)
     require_permission(ctx, actor, "case.refer")
     agency = text(form, "agency_id", limit=40)
     access_role = text(form, "access_role", limit=40)
@@ -538,7 +540,6 @@ def refer(
             data = ReferralIn(agency_id=agency_id, access_role=access_role, purpose=purpose)
         except ValidationError as exc:
             errors.update(_pydantic_errors(request, exc, {}))
-    case = service.load_case(session, ctx, actor, case_id)
     if fire and Event.refer not in transitions.events_for(session, ctx, actor, case):
         errors["fire_refer"] = translate(
             request, N_("The case cannot be marked as referred now; share it without this option.")

@@ -22,6 +22,15 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 GENEROUS = Limit(10_000, 60, 10_000)
 
 
+def run_in_own_loop(factory):  # type: ignore[no-untyped-def]
+    """Run a coroutine on a fresh thread: Playwright's sync API may own this thread's loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
 def _limits(**overrides: Limit) -> RateLimits:
     values = {
         "user": GENEROUS,
@@ -105,10 +114,20 @@ def test_limits_can_be_switched_off(app, client) -> None:
     assert {client.get("/api/v1/cases").status_code for _ in range(5)} == {401}
 
 
-def test_settings_defaults_apply_until_fields_exist(settings) -> None:
+def test_limits_come_from_settings_and_their_environment_variables(settings, monkeypatch) -> None:
     limits = RateLimits.from_settings(settings)
-    assert limits == RateLimits()
+    assert limits == RateLimits()  # the settings' defaults are the documented ones
     assert limits.sensitive.rate < limits.user.rate <= limits.address.rate
+
+    monkeypatch.setenv("PASSAGE_RATE_LIMIT_ENABLED", "false")
+    monkeypatch.setenv("PASSAGE_RATE_LIMIT_USER_PER_MINUTE", "30")
+    monkeypatch.setenv("PASSAGE_RATE_LIMIT_USER_BURST", "5")
+    monkeypatch.setenv("PASSAGE_RATE_LIMIT_SENSITIVE_PER_DAY", "7")
+    from_env = RateLimits.from_settings(type(settings)(**settings.model_dump(exclude_unset=True)))
+    assert not from_env.enabled
+    assert from_env.user == Limit(30, 60, 5)
+    assert from_env.sensitive_daily == Limit(7, 86_400, 500)
+    assert from_env.address == RateLimits().address
 
 
 def _redis_or_skip() -> None:
@@ -123,7 +142,6 @@ def _redis_or_skip() -> None:
 def test_redis_backend_counts_across_instances() -> None:
     """Two limiters (two workers) sharing one Redis refuse together; keys expire."""
     _redis_or_skip()
-    import asyncio
 
     import redis
 
@@ -139,13 +157,12 @@ def test_redis_backend_counts_across_instances() -> None:
         assert 0 < refused.retry_after <= 1.0 and refused.refused_by == "user"
         return out
 
-    assert asyncio.run(run()) == [True, True, True, False]
+    assert run_in_own_loop(run) == [True, True, True, False]
     ttl = redis.Redis.from_url(REDIS_URL).pttl(prefix + "user:abc")
     assert 0 < ttl <= 5_000  # never kept beyond its window (+1 s)
 
 
 def test_redis_outage_falls_back_to_per_process_limits() -> None:
-    import asyncio
 
     limiter = Limiter(RedisBackend("redis://127.0.0.1:1/0"))
     bucket = [Bucket("user", "u", Limit(60, 60, 2))]
@@ -153,7 +170,7 @@ def test_redis_outage_falls_back_to_per_process_limits() -> None:
     async def run() -> list[bool]:
         return [(await limiter.check(bucket)).allowed for _ in range(3)]
 
-    assert asyncio.run(run()) == [True, True, False]
+    assert run_in_own_loop(run) == [True, True, False]
 
 
 def test_rate_limited_app_with_redis_end_to_end(world, api, app, settings) -> None:
