@@ -11,6 +11,8 @@ import typer
 from sqlalchemy import select
 
 from app.config import DEMO_KEYS_MARKER, REPO_ROOT, get_settings
+from app.operations.commands import register as register_operations_commands
+from app.transnational.commands import register as register_exchange_commands
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -95,19 +97,35 @@ def serve(
     reload: bool = False,
 ) -> None:
     """Serve the application with uvicorn."""
+    import os
+    import shutil
+    import tempfile
+
     import uvicorn
 
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        proxy_headers=True,
-        server_header=False,
-        access_log=True,
-    )
+    from app.operations.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    # Each worker is a process with its own counters; with a shared directory (inherited
+    # by every worker) /metrics adds them up. Emptied now, before any worker writes to it.
+    own_dir = None
+    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        own_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="passage-metrics-")
+    prepare_multiprocess_dir()
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            proxy_headers=True,
+            server_header=False,
+            access_log=True,
+        )
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 @cli.command("demo-data")
@@ -263,6 +281,11 @@ def deadlines(
     typer.echo(f"\n{overdue} overdue, {len(rows) - overdue} due soon")
     if fail_on_overdue and overdue:
         raise typer.Exit(1)
+
+
+# backup, restore, retention and erasure-journal commands (app/operations/commands.py)
+register_operations_commands(cli)
+register_exchange_commands(cli)
 
 
 def main() -> None:

@@ -151,6 +151,14 @@ _ON_INCOMING: dict[MessageType, frozenset[str]] = {
 class Delivery:
     status_code: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _NotConfigured(Exception):
+    """A genuine package for our key, but this instance has no exchange identity yet."""
+
+
+RETRY_AFTER_SECONDS = 300
 
 
 @dataclass
@@ -189,14 +197,11 @@ def receive(session: Session, ctx: AppContext, raw: bytes) -> Delivery:
     rls.apply_system(session)  # an instance, not a user: audited as the exchange
     now = utcnow()
     seen = _Seen(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    # Checked only once the package has decrypted with our key: garbage is refused (and
+    # quarantined) as such, whether or not the exchange identity is configured.
     local = get_local(session)
-    if local is None:
-        return Delivery(
-            503,
-            {"error": {"code": "exchange_not_configured", "message": "Not accepting messages."}},
-        )
     try:
-        verified = _verify(session, ctx, local, raw, seen, now)
+        verified, local = _verify(session, ctx, local, raw, seen, now)
         existing = session.scalars(
             select(ExchangeMessage).where(
                 ExchangeMessage.issuer == verified.partner.instance_id,
@@ -217,7 +222,22 @@ def receive(session: Session, ctx: AppContext, raw: bytes) -> Delivery:
         # A concurrent delivery of the same id won the race: the sender retries and gets
         # the duplicate answer.
         return Delivery(
-            503, {"error": {"code": "retry", "message": "Concurrent delivery; retry later."}}
+            503,
+            {"error": {"code": "retry", "message": "Concurrent delivery; retry later."}},
+            {"Retry-After": "5"},
+        )
+    except _NotConfigured:
+        # Nothing is wrong with the package: the sender keeps it queued and retries.
+        log.warning("transnational_delivery_before_configuration")
+        return Delivery(
+            503,
+            {
+                "error": {
+                    "code": "exchange_not_configured",
+                    "message": "This instance does not accept messages yet; retry later.",
+                }
+            },
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     except PackageRefused as refusal:
         return _quarantine(session, ctx, local, seen, refusal, now)
@@ -227,11 +247,11 @@ def receive(session: Session, ctx: AppContext, raw: bytes) -> Delivery:
 def _verify(
     session: Session,
     ctx: AppContext,
-    local: LocalInstance,
+    local: LocalInstance | None,
     raw: bytes,
     seen: _Seen,
     now: datetime,
-) -> _Verified:
+) -> tuple[_Verified, LocalInstance]:
     if len(raw) > MAX_BODY_BYTES:
         raise PackageRefused("oversize", "the request is larger than allowed")
     message_token, attachment_tokens = parse_request_body(raw)
@@ -247,6 +267,8 @@ def _verify(
         kid=own.encryption_kid,
         max_bytes=MAX_MESSAGE_TOKEN_BYTES,
     )
+    if local is None:
+        raise _NotConfigured()
     try:
         signed = plain.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -285,7 +307,7 @@ def _verify(
     )
     envelope, body = parse_envelope(claims, typ)
     contents = _attachments(own.encryption_private_pem, own.encryption_kid, body, attachment_tokens)
-    return _Verified(
+    verified = _Verified(
         partner=partner,
         envelope=envelope,
         body=body,
@@ -295,6 +317,7 @@ def _verify(
         typ=typ,
         attachments=contents,
     )
+    return verified, local
 
 
 def _attachments(private_pem: str, kid: str, body: BaseModel, tokens: list[str]) -> list[bytes]:
@@ -704,7 +727,7 @@ def _duplicate(
 def _quarantine(
     session: Session,
     ctx: AppContext,
-    local: LocalInstance,
+    local: LocalInstance | None,
     seen: _Seen,
     refusal: PackageRefused,
     now: datetime,
@@ -748,7 +771,7 @@ def _quarantine(
         "transnational_package_quarantined", reason_code=refusal.code, quarantine_id=str(row.id)
     )
     receipt = None
-    if seen.partner is not None:
+    if seen.partner is not None and local is not None:
         own = instance_keys(ctx)
         receipt = sign_receipt(
             issuer=local.instance_id,

@@ -28,10 +28,18 @@ from app.transnational import (
     incoming,
     outgoing,
     reads,
+    screens,
     steps,
 )
 from app.transnational.keys import instance_keys
 from app.transnational.models import LocalInstance, Partner
+from app.transnational.openapi import (
+    ATTACHMENT_RESPONSES,
+    EXCHANGE_REQUEST_BODY,
+    EXCHANGE_RESPONSES,
+    PUBLIC_RESPONSES,
+    errors,
+)
 from app.transnational.schemas import (
     AcceptIn,
     ActionOut,
@@ -73,16 +81,21 @@ api = APIRouter(prefix="/api/v1/transnational", tags=["transnational"])
 
 
 # -- instance to instance ----------------------------------------------------------------------
-@exchange.post("/messages")
+@exchange.post(
+    "/messages",
+    response_model=None,
+    responses=EXCHANGE_RESPONSES,
+    openapi_extra=EXCHANGE_REQUEST_BODY,
+)
 async def receive_message(request: Request, session: DbSession, ctx: Ctx) -> JSONResponse:
     """Deliver one message (JWE) and its attachments; answered with a signed receipt, or a
     refusal code (the message is quarantined)."""
     raw = await request.body()
     delivery = await run_in_threadpool(incoming.receive, session, ctx, raw)
-    return JSONResponse(delivery.body, status_code=delivery.status_code)
+    return JSONResponse(delivery.body, status_code=delivery.status_code, headers=delivery.headers)
 
 
-@exchange.get("/keys", response_model=PublishedKeys)
+@exchange.get("/keys", response_model=PublishedKeys, responses=PUBLIC_RESPONSES)
 def get_published_keys(session: DbSession, ctx: Ctx) -> PublishedKeys:
     """This instance's public keys, for partners to compare with the fingerprints given to
     them out of band before pinning."""
@@ -103,13 +116,13 @@ def _local_out(ctx: Ctx, local: LocalInstance) -> LocalInstanceOut:
     )
 
 
-@api.get("/instance", response_model=LocalInstanceOut)
+@api.get("/instance", responses=errors(409), response_model=LocalInstanceOut)
 def get_instance(actor: CurrentActor, session: DbSession, ctx: Ctx) -> LocalInstanceOut:
     directory.list_partners(session, ctx, actor)  # same read permission as the directory
     return _local_out(ctx, directory.require_local(session))
 
 
-@api.put("/instance", response_model=LocalInstanceOut)
+@api.put("/instance", responses=errors(), response_model=LocalInstanceOut)
 def put_instance(
     data: LocalInstanceIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> LocalInstanceOut:
@@ -138,31 +151,36 @@ def _partner_out(session: Session, partner: Partner) -> PartnerOut:
     )
 
 
-@api.get("/partners", response_model=list[PartnerOut])
+@api.get("/partners", responses=errors(), response_model=list[PartnerOut])
 def get_partners(actor: CurrentActor, session: DbSession, ctx: Ctx) -> list[PartnerOut]:
     return [_partner_out(session, p) for p in directory.list_partners(session, ctx, actor)]
 
 
-@api.post("/partners", response_model=PartnerOut, status_code=201)
+@api.post("/partners", responses=errors(409), response_model=PartnerOut, status_code=201)
 def post_partner(data: PartnerIn, actor: CurrentActor, session: DbSession, ctx: Ctx) -> PartnerOut:
     return _partner_out(session, directory.create_partner(session, ctx, actor, data))
 
 
-@api.get("/partners/{partner_id}", response_model=PartnerOut)
+@api.get("/partners/{partner_id}", responses=errors(404), response_model=PartnerOut)
 def get_partner(
     partner_id: uuid.UUID, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> PartnerOut:
     return _partner_out(session, directory.get_partner(session, ctx, actor, partner_id))
 
 
-@api.patch("/partners/{partner_id}", response_model=PartnerOut)
+@api.patch("/partners/{partner_id}", responses=errors(404), response_model=PartnerOut)
 def patch_partner(
     partner_id: uuid.UUID, data: PartnerPatch, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> PartnerOut:
     return _partner_out(session, directory.update_partner(session, ctx, actor, partner_id, data))
 
 
-@api.post("/partners/{partner_id}/keys", response_model=KeyOut, status_code=201)
+@api.post(
+    "/partners/{partner_id}/keys",
+    responses=errors(404, 409),
+    response_model=KeyOut,
+    status_code=201,
+)
 def post_partner_key(
     partner_id: uuid.UUID, data: KeyPinIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> KeyOut:
@@ -170,7 +188,12 @@ def post_partner_key(
     return KeyOut.model_validate(key, from_attributes=True)
 
 
-@api.post("/partners/{partner_id}/keys/fetch", response_model=KeyOut, status_code=201)
+@api.post(
+    "/partners/{partner_id}/keys/fetch",
+    responses=errors(404, 409),
+    response_model=KeyOut,
+    status_code=201,
+)
 def post_partner_key_fetch(
     partner_id: uuid.UUID, data: KeyFetchIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> KeyOut:
@@ -178,7 +201,9 @@ def post_partner_key_fetch(
     return KeyOut.model_validate(key, from_attributes=True)
 
 
-@api.post("/partners/{partner_id}/keys/{kid}/status", response_model=KeyOut)
+@api.post(
+    "/partners/{partner_id}/keys/{kid}/status", responses=errors(404, 409), response_model=KeyOut
+)
 def post_partner_key_status(
     partner_id: uuid.UUID,
     kid: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")],
@@ -192,7 +217,7 @@ def post_partner_key_status(
 
 
 # -- cases -------------------------------------------------------------------------------------
-@api.get("/cases/{case_id}/package-preview", response_model=PreviewOut)
+@api.get("/cases/{case_id}/package-preview", responses=errors(404, 410), response_model=PreviewOut)
 def get_package_preview(
     case_id: uuid.UUID,
     partner_id: uuid.UUID,
@@ -204,7 +229,12 @@ def get_package_preview(
     return outgoing.preview(session, ctx, actor, case_id, partner_id, purpose)
 
 
-@api.post("/cases/{case_id}/referrals", response_model=ReferralQueued, status_code=202)
+@api.post(
+    "/cases/{case_id}/referrals",
+    responses=errors(404, 409, 410),
+    response_model=ReferralQueued,
+    status_code=202,
+)
 def post_referral(
     case_id: uuid.UUID, data: ReferralIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ReferralQueued:
@@ -213,6 +243,7 @@ def post_referral(
 
 @api.get(
     "/cases/{case_id}/classification",
+    responses=errors(404),
     response_model=ClassificationOut,
     response_model_by_alias=True,
 )
@@ -224,6 +255,7 @@ def get_classification(
 
 @api.post(
     "/cases/{case_id}/classification",
+    responses=errors(404, 409, 428),
     response_model=ClassificationOut,
     response_model_by_alias=True,
 )
@@ -239,7 +271,7 @@ def post_classification(
 
 
 # -- threads -----------------------------------------------------------------------------------
-@api.get("/exchanges", response_model=ExchangePage)
+@api.get("/exchanges", responses=errors(), response_model=ExchangePage)
 def get_exchanges(
     actor: CurrentActor,
     session: DbSession,
@@ -247,7 +279,7 @@ def get_exchanges(
     direction: Literal["outgoing", "incoming"] | None = None,
     status: Annotated[str | None, Query(max_length=30, pattern=r"^[a-z_]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ExchangePage:
     """Outbox (direction=outgoing) and inbox (direction=incoming), with what is due."""
     return reads.list_exchanges(
@@ -255,21 +287,27 @@ def get_exchanges(
     )
 
 
-@api.get("/exchanges/{exchange_id}", response_model=ExchangeOut)
+@api.get("/exchanges/{exchange_id}", responses=errors(404), response_model=ExchangeOut)
 def get_exchange(
     exchange_id: uuid.UUID, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ExchangeOut:
     return reads.get_exchange(session, ctx, actor, exchange_id)
 
 
-@api.get("/exchanges/{exchange_id}/package", response_model=PackageOut)
+@api.get(
+    "/exchanges/{exchange_id}/package", responses=errors(404, 409, 410), response_model=PackageOut
+)
 def get_package(
     exchange_id: uuid.UUID, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> PackageOut:
     return steps.package_content(session, ctx, actor, exchange_id)
 
 
-@api.get("/exchanges/{exchange_id}/attachments/{attachment_id}")
+@api.get(
+    "/exchanges/{exchange_id}/attachments/{attachment_id}",
+    responses=ATTACHMENT_RESPONSES,
+    response_class=Response,
+)
 def get_attachment(
     exchange_id: uuid.UUID,
     attachment_id: uuid.UUID,
@@ -285,35 +323,41 @@ def get_attachment(
     )
 
 
-@api.post("/exchanges/{exchange_id}/accept", response_model=ActionOut)
+@api.post("/exchanges/{exchange_id}/accept", responses=errors(404, 409), response_model=ActionOut)
 def post_accept(
     exchange_id: uuid.UUID, data: AcceptIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.accept(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/reject", response_model=ActionOut)
+@api.post("/exchanges/{exchange_id}/reject", responses=errors(404, 409), response_model=ActionOut)
 def post_reject(
     exchange_id: uuid.UUID, data: RejectIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.reject(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/status", response_model=ActionOut)
+@api.post("/exchanges/{exchange_id}/status", responses=errors(404, 409), response_model=ActionOut)
 def post_status(
     exchange_id: uuid.UUID, data: StatusIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.send_status(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/risk-assessment", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/risk-assessment", responses=errors(404, 409), response_model=ActionOut
+)
 def post_risk_part(
     exchange_id: uuid.UUID, data: RiskPartIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.record_risk_part(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/risk-assessment/finalise", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/risk-assessment/finalise",
+    responses=errors(404, 409, 410, 428),
+    response_model=ActionOut,
+)
 def post_risk_finalise(
     exchange_id: uuid.UUID,
     actor: CurrentActor,
@@ -324,7 +368,11 @@ def post_risk_finalise(
     return steps.finalise_risk(session, ctx, actor, exchange_id, expected_version(if_match))
 
 
-@api.post("/exchanges/{exchange_id}/receiving-organisation/confirm", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/receiving-organisation/confirm",
+    responses=errors(404, 409, 428),
+    response_model=ActionOut,
+)
 def post_receiving_organisation(
     exchange_id: uuid.UUID,
     actor: CurrentActor,
@@ -337,21 +385,27 @@ def post_receiving_organisation(
     )
 
 
-@api.post("/exchanges/{exchange_id}/logistics", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/logistics", responses=errors(404, 409), response_model=ActionOut
+)
 def post_logistics(
     exchange_id: uuid.UUID, data: LogisticsIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.send_logistics(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/arrival", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/arrival", responses=errors(404, 409, 410), response_model=ActionOut
+)
 def post_arrival(
     exchange_id: uuid.UUID, data: ArrivalIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.confirm_arrival(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/handover", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/handover", responses=errors(404, 409, 428), response_model=ActionOut
+)
 def post_handover(
     exchange_id: uuid.UUID,
     actor: CurrentActor,
@@ -362,7 +416,11 @@ def post_handover(
     return steps.confirm_handover(session, ctx, actor, exchange_id, expected_version(if_match))
 
 
-@api.post("/exchanges/{exchange_id}/reintegration", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/reintegration",
+    responses=errors(404, 409, 428),
+    response_model=ActionOut,
+)
 def post_reintegration(
     exchange_id: uuid.UUID,
     data: ReintegrationIn,
@@ -376,14 +434,20 @@ def post_reintegration(
     )
 
 
-@api.post("/exchanges/{exchange_id}/follow-ups", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/follow-ups", responses=errors(404, 409), response_model=ActionOut
+)
 def post_follow_up(
     exchange_id: uuid.UUID, data: FollowUpIn, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> ActionOut:
     return steps.send_follow_up(session, ctx, actor, exchange_id, data)
 
 
-@api.post("/exchanges/{exchange_id}/re-trafficking", response_model=ActionOut)
+@api.post(
+    "/exchanges/{exchange_id}/re-trafficking",
+    responses=errors(404, 409, 428),
+    response_model=ActionOut,
+)
 def post_re_trafficking(
     exchange_id: uuid.UUID,
     data: ReTraffickingIn,
@@ -397,14 +461,14 @@ def post_re_trafficking(
     )
 
 
-@api.get("/evidence/{evidence_id}", response_model=EvidenceOut)
+@api.get("/evidence/{evidence_id}", responses=errors(404, 410), response_model=EvidenceOut)
 def get_evidence(
     evidence_id: uuid.UUID, actor: CurrentActor, session: DbSession, ctx: Ctx
 ) -> EvidenceOut:
     return reads.evidence(session, ctx, actor, evidence_id)
 
 
-@api.get("/quarantine", response_model=list[QuarantineOut])
+@api.get("/quarantine", responses=errors(), response_model=list[QuarantineOut])
 def get_quarantine(
     actor: CurrentActor,
     session: DbSession,
@@ -416,3 +480,4 @@ def get_quarantine(
 
 router.include_router(exchange)
 router.include_router(api)
+router.include_router(screens.router)

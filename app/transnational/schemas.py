@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from app.common.schemas import Email, LongText, Name, PastDate, Phone, ShortText, StrictInput
 from app.transnational.vocab import (
@@ -21,13 +22,28 @@ from app.transnational.vocab import (
 )
 from app.vocab import CountryCode, LanguageCode, TraffickingClassification
 
+_UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
+def _uuid_as_documented(value: Any) -> Any:
+    """Only the hyphenated form the schema documents (``format: uuid``); pydantic alone
+    would also take 32 bare hex digits, braces or a ``urn:uuid:`` prefix."""
+    if isinstance(value, str) and not _UUID_TEXT.match(value):
+        raise ValueError(
+            "must be a UUID in its usual form, e.g. 0190f3a2-7c1e-7a3b-9f00-1c2d3e4f5a6b"
+        )
+    return value
+
+
+Uuid = Annotated[uuid.UUID, BeforeValidator(_uuid_as_documented)]
+
 
 # -- directory -------------------------------------------------------------------------------
 class LocalInstanceIn(StrictInput):
     instance_id: Name = Field(pattern=r"^[A-Za-z0-9:/._\-]+$")
     country: CountryCode
     institution: ShortText
-    focal_point_agency_id: uuid.UUID
+    focal_point_agency_id: Uuid
 
 
 class LocalInstanceOut(BaseModel):
@@ -151,7 +167,7 @@ class AttachmentIn(StrictInput):
 
 
 class ReferralIn(StrictInput):
-    partner_id: uuid.UUID
+    partner_id: Uuid
     purpose: PackagePurpose
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=3)
 
@@ -241,7 +257,7 @@ class PackageOut(BaseModel):
 
 
 class AcceptIn(StrictInput):
-    receiving_agency_id: uuid.UUID | None = None
+    receiving_agency_id: Uuid | None = None
 
 
 class RejectIn(StrictInput):

@@ -48,6 +48,19 @@ def ec_pair() -> tuple[str, str]:
     return private, public
 
 
+def rsa_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
 def rsa_public() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return (
