@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export PASSAGE_ENVIRONMENT ?= development
 
-.PHONY: run install init demo serve test test-pg test-browser lint typecheck check frontend frontend-check bench clean
+.PHONY: run install init demo serve test test-pg test-reliability test-browser lint typecheck check frontend frontend-check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -29,10 +29,18 @@ run: demo ## Install, migrate, load demo data and serve on http://127.0.0.1:8000
 	$(BIN)/passage serve --host 127.0.0.1 --port 8000
 
 test: install ## The whole suite on the embedded SQLite database
-	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=sqlite $(BIN)/pytest -q
+	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -m "not reliability"
 
 test-pg: install ## The same suite on PostgreSQL ($$TEST_DATABASE_URL)
-	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q
+	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q -m "not reliability"
+
+# Real worker processes, SIGKILLs, a 30 s database outage, key rotation, schemathesis per
+# role (docs/reliability.md). Sizes are bounded so that it takes a few minutes on 2 cores.
+test-reliability: install ## Reliability suite on PostgreSQL ($$TEST_DATABASE_URL)
+	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) \
+	PASSAGE_FUZZ_EXAMPLES=$${PASSAGE_FUZZ_EXAMPLES:-10} PASSAGE_CRASH_SECONDS=$${PASSAGE_CRASH_SECONDS:-20} \
+	PASSAGE_OUTAGE_SECONDS=$${PASSAGE_OUTAGE_SECONDS:-30} \
+	$(BIN)/pytest -q -m reliability tests/operations
 
 lint: install
 	$(BIN)/ruff check app tests migrations bench

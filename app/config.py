@@ -10,10 +10,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_BUNDLE_DIR = _PACKAGE_DIR / "_bundle"
+# Where the runtime files live (alembic.ini, migrations/, policies/, frontend/): next to
+# app/ in a checkout (or the image's /opt/passage), inside the package as app/_bundle when
+# installed from the wheel (pyproject.toml maps the repository root there).
+INSTALLED = (_BUNDLE_DIR / "alembic.ini").is_file()
+REPO_ROOT = _BUNDLE_DIR if INSTALLED else _PACKAGE_DIR.parent
+# Local state for the embedded default (SQLite file, demo keys, erasure journal): var/ of
+# the checkout, or of the working directory when installed (never inside site-packages).
+# Production sets every one of these paths explicitly.
+VAR_DIR = Path.cwd() / "var" if INSTALLED else REPO_ROOT / "var"
 DEMO_KEYS_MARKER = "DEMO_KEYS"
 
 
@@ -21,14 +31,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PASSAGE_", env_file=None, extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
-    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'passage.db'}"
+    database_url: str = f"sqlite:///{VAR_DIR / 'passage.db'}"
     # Owner connection for migrations; the app connects with a role that does not own tables.
     migration_database_url: str | None = None
     db_app_role: str | None = Field(
         default=None,
         description="PostgreSQL role the app runs as; migrations grant it least privilege.",
     )
-    keys_dir: Path = REPO_ROOT / "var" / "keys"
+    keys_dir: Path = VAR_DIR / "keys"
     policies_dir: Path = REPO_ROOT / "policies"
     default_country_profile: str = "coe_default"
     base_url: str = "http://127.0.0.1:8000"
@@ -40,6 +50,27 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     redis_url: str | None = None
     encryption_enabled: bool = True  # only for the benchmark baseline; refused outside tests
+    # Erasures are appended here (`passage erasure-journal drain`) and replayed after any
+    # restore. Keep it outside the database, its backups and the key directory; None means
+    # "not configured" and the commands that need it refuse to run.
+    erasure_journal: Path | None = VAR_DIR / "erasure-journal" / "erasures.log"
+
+    # Rate limits (app/operations/ratelimit.py, docs/reliability.md): requests per period,
+    # then a burst allowance. Redis shares the counts between workers when redis_url is set.
+    rate_limit_enabled: bool = True
+    rate_limit_user_per_minute: int = Field(default=600, ge=1)
+    rate_limit_user_burst: int = Field(default=120, ge=1)
+    rate_limit_address_per_minute: int = Field(default=1200, ge=1)
+    rate_limit_address_burst: int = Field(default=240, ge=1)
+    rate_limit_sensitive_per_minute: int = Field(default=20, ge=1)
+    rate_limit_sensitive_burst: int = Field(default=10, ge=1)
+    rate_limit_sensitive_per_day: int = Field(default=500, ge=1)
+    rate_limit_sensitive_daily_burst: int = Field(default=500, ge=1)
+
+    @field_validator("erasure_journal", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -13,6 +13,9 @@ from app.crypto.keyring import FileKeyRing
 from app.crypto.service import KeyService
 from app.policies.countries import CountryProfile, load_country_profiles
 
+if TYPE_CHECKING:
+    from app.operations.retention import RetentionPolicy
+
 
 @dataclass
 class AppContext:
@@ -20,6 +23,7 @@ class AppContext:
     keys: KeyService
     policy: AccessPolicy
     profiles: dict[str, CountryProfile]
+    retention: RetentionPolicy
 
     def profile(self, code: str) -> CountryProfile:
         return self.profiles[code]
@@ -27,6 +31,9 @@ class AppContext:
 
 def build_context(settings: Settings) -> AppContext:
     """Load keys and validate every policy file; any problem stops start-up."""
+    # Imported here: the retention rules import the case model, which imports this module.
+    from app.operations.retention import POLICY_FILE, load_retention_policy
+
     profiles = load_country_profiles(settings.policies_dir / "countries")
     if settings.default_country_profile not in profiles:
         raise ValueError(
@@ -39,6 +46,8 @@ def build_context(settings: Settings) -> AppContext:
         ),
         policy=load_access_policy(settings.policies_dir),
         profiles=profiles,
+        # A bad retention.toml raises RetentionPolicyError naming the file and the problem.
+        retention=load_retention_policy(settings.policies_dir / POLICY_FILE),
     )
 
 

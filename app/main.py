@@ -9,7 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import OperationalError as PsycopgOperationalError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.api import router as auth_router
@@ -79,20 +82,58 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "Not found" if exc.status_code == 404 else str(exc.detail)
         return _error(exc.status_code, code, message)
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(PsycopgOperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # Handled here (inside the router) so the server logs no traceback and the client
+        # gets a clean answer; the transaction was rolled back by the session dependency.
+        if is_database_unavailable(exc):
+            log.warning("database_unavailable", exc_type=type(exc).__name__)
+            response = _error(
+                503,
+                "service_unavailable",
+                "The service is temporarily unavailable. Nothing was saved; please retry.",
+                request_id=getattr(request.state, "request_id", None),
+            )
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response
+        # Any other database error (an IntegrityError, say) is a bug, not an outage: the
+        # catch-all below answers 500 and the server logs it as before.
+        raise exc
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The exception text may carry values; log its type and where, never its message.
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
-        log.error("unhandled_exception", exc_type=type(exc).__name__, where=where)
-        return _error(
-            500,
-            "internal_error",
-            "Something went wrong on our side. The error was logged.",
-            request_id=getattr(request.state, "request_id", None),
-        )
+        return _internal_error(request, exc)
+
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or is refusing work right now (worth a retry).
+
+    Never looks at the message: it may quote values.
+    """
+    if isinstance(exc, OperationalError | PoolTimeoutError | PsycopgOperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # The exception text may carry values; log its type and where, never its message.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+    log.error("unhandled_exception", exc_type=type(exc).__name__, where=where)
+    return _error(
+        500,
+        "internal_error",
+        "Something went wrong on our side. The error was logged.",
+        request_id=getattr(request.state, "request_id", None),
+    )
 
 
 def migration_head() -> str | None:

@@ -34,6 +34,7 @@ from app.crypto.service import Codec
 from app.db import rls
 from app.db.base import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, StaleVersion
+from app.operations.erasure_journal import enqueue_erasure
 from app.victims.fields import CASE_FIELDS, FIELD_GROUPS, NOTE_FIELDS, VICTIM_FIELDS
 from app.victims.models import Victim
 from app.vocab import age_band
@@ -578,6 +579,9 @@ def erase_victim(
         raise Conflict("a legal hold applies while criminal proceedings run; erasure refused")
     ctx.keys.shred(session, victim.id)
     victim.erased_at = utcnow()
+    # Same transaction: the erasure and its promised journal line (which outlives backups,
+    # so a restore cannot bring the victim back) commit together or not at all.
+    enqueue_erasure(session, victim.id, reason_code=reason_code, erased_at=victim.erased_at)
     details = {"reason_code": reason_code, "legal_basis": legal_basis[:200]}
     for case in cases:
         audit.record(

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,11 +114,43 @@ class FileKeyRing:
         self._records: list[KekRecord] = []
         self._active: str = ""
         self._keys: dict[str, AESGCM] = {}
+        self._loaded_signature: tuple[int, int, int] | None = None
+        self._reload_lock = threading.Lock()
         self.reload()
 
     # -- loading ---------------------------------------------------------------------------
     def reload(self) -> None:
+        with self._reload_lock:
+            self._load()
+
+    def reload_if_changed(self) -> bool:
+        """Reload when keyring.json was replaced since it was read; True if it was.
+
+        `passage keys rotate` runs in another process and swaps the manifest atomically:
+        running workers learn the new KEK here instead of failing to unwrap what it wraps.
+        A manifest that cannot be read right now keeps the current ring (and is retried).
+        """
+        if self._manifest_signature() == self._loaded_signature:
+            return False
+        with self._reload_lock:
+            if self._manifest_signature() == self._loaded_signature:
+                return False  # another thread reloaded meanwhile
+            try:
+                self._load()
+            except KeyFileError:
+                return False
+            return True
+
+    def _manifest_signature(self) -> tuple[int, int, int] | None:
+        try:
+            info = (self.keys_dir / MANIFEST).stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns, info.st_size
+
+    def _load(self) -> None:
         manifest = self.keys_dir / MANIFEST
+        signature = self._manifest_signature()
         if not manifest.exists():
             raise KeyFileError(f"no key ring at {self.keys_dir}: run 'passage init' first")
         try:
@@ -133,7 +166,9 @@ class FileKeyRing:
         }
         if active not in keys:
             raise KeyFileError(f"active key id {active} has no usable key file")
-        self._records, self._active, self._keys = records, active, keys
+        # Keys before the active id: a concurrent wrap never sees an active id without its key.
+        self._records, self._keys, self._active = records, keys, active
+        self._loaded_signature = signature
 
     @classmethod
     def initialise(cls, keys_dir: Path) -> FileKeyRing:
@@ -165,11 +200,16 @@ class FileKeyRing:
         return list(self._records)
 
     def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
+        # New data keys go under the KEK that is active now, even if another process rotated.
+        self.reload_if_changed()
+        active = self._active
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return self._active, nonce + self._keys[self._active].encrypt(nonce, data_key, aad)
+        return active, nonce + self._keys[active].encrypt(nonce, data_key, aad)
 
     def unwrap(self, kid: str, wrapped: bytes, aad: bytes) -> bytes:
         key = self._keys.get(kid)
+        if key is None and self.reload_if_changed():
+            key = self._keys.get(kid)  # a KEK added by another process since we loaded
         if key is None:
             raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring (retired?)")
         try:

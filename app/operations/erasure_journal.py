@@ -120,9 +120,8 @@ class ReplayReport:
 
 # -- configuration ------------------------------------------------------------------------------
 def configured_journal(settings: Settings) -> Path | None:
-    """The journal path: `Settings.erasure_journal` once it exists, else PASSAGE_ERASURE_JOURNAL."""
-    value = getattr(settings, "erasure_journal", None) or os.environ.get(ENV_VAR)
-    return Path(value) if value else None
+    """The journal path (`Settings.erasure_journal`, PASSAGE_ERASURE_JOURNAL); None if unset."""
+    return settings.erasure_journal
 
 
 def _inside(child: Path, parent: Path) -> bool:

@@ -11,6 +11,7 @@ Test and benchmark tooling only; nothing in the application imports it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -272,6 +273,15 @@ class Server:
             if int(fields_[1]) == self.process.pid:
                 pids.append(int(entry.name))
         return sorted(pids)
+
+    def serving_worker_pids(self) -> list[int]:
+        """Workers that have loaded the app: uvicorn logs "Started server process [pid]"
+        only after the import. Excludes workers still booting and multiprocessing's
+        resource tracker, which are children of the supervisor too."""
+        started = set(
+            map(int, re.findall(r"Started server process \[(\d+)\]", self.log_path.read_text()))
+        )
+        return [pid for pid in self.worker_pids() if pid in started]
 
     def wait_ready(self, timeout: float = 60.0, workers: int = 1) -> None:
         deadline = time.monotonic() + timeout

@@ -20,11 +20,10 @@ import asyncio
 import hashlib
 import hmac
 import math
-import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -64,7 +63,7 @@ class Limit:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Defaults; each can be set in settings (`rate_limit_<name>_per_minute`, …)."""
+    """Defaults (the same as the settings' defaults); see `from_settings`."""
 
     enabled: bool = True
     user: Limit = field(default_factory=lambda: Limit(600, 60, 120))
@@ -74,33 +73,22 @@ class RateLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
-        """`rate_limit_*` settings (PASSAGE_RATE_LIMIT_* variables), else the defaults.
-
-        Until app/config.py declares the fields, the same environment variables are read
-        here directly, so deployments can set them already.
-        """
-        default = cls()
-
-        def setting(name: str, fallback: str) -> str:
-            attribute = f"rate_limit_{name}"
-            if hasattr(settings, attribute):
-                return str(getattr(settings, attribute))
-            return os.environ.get(f"PASSAGE_{attribute.upper()}", fallback)
-
-        enabled = setting("enabled", "true").strip().lower() not in ("0", "false", "no", "off")
-        limits: dict[str, Any] = {"enabled": enabled}
-        for f in fields(cls):
-            if f.name == "enabled":
-                continue
-            base: Limit = getattr(default, f.name)
-            unit = "per_day" if f.name == "sensitive_daily" else "per_minute"
-            prefix = "sensitive" if f.name == "sensitive_daily" else f.name
-            limits[f.name] = Limit(
-                int(setting(f"{prefix}_{unit}", str(base.rate))),
-                base.period,
-                int(setting(f"{f.name}_burst", str(base.burst))),
-            )
-        return cls(**limits)
+        """The `rate_limit_*` settings (PASSAGE_RATE_LIMIT_* variables)."""
+        return cls(
+            enabled=settings.rate_limit_enabled,
+            user=Limit(settings.rate_limit_user_per_minute, 60, settings.rate_limit_user_burst),
+            address=Limit(
+                settings.rate_limit_address_per_minute, 60, settings.rate_limit_address_burst
+            ),
+            sensitive=Limit(
+                settings.rate_limit_sensitive_per_minute, 60, settings.rate_limit_sensitive_burst
+            ),
+            sensitive_daily=Limit(
+                settings.rate_limit_sensitive_per_day,
+                86_400,
+                settings.rate_limit_sensitive_daily_burst,
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from app.config import REPO_ROOT
 from app.vocab import AgencyType, is_country_code
 
 __all__ = [
@@ -53,7 +54,7 @@ __all__ = [
 AGENCY_TYPES: tuple[str, ...] = tuple(member.value for member in AgencyType)
 """The agency type values (of :class:`app.vocab.AgencyType`) a profile may name."""
 
-DEFAULT_PROFILE_DIR = Path(__file__).resolve().parents[2] / "policies" / "countries"
+DEFAULT_PROFILE_DIR = REPO_ROOT / "policies" / "countries"
 """``policies/countries`` at the repository root."""
 
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_]*$")

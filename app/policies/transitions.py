@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from app.config import REPO_ROOT
+
 if TYPE_CHECKING:
     from app.cases.workflow import Event, Role
 
@@ -30,7 +32,7 @@ __all__ = [
     "load_transition_roles",
 ]
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "transitions.toml"
+DEFAULT_POLICY_PATH = REPO_ROOT / "policies" / "transitions.toml"
 
 # Roles that must never fire a case event (separation of duties).
 FORBIDDEN_ROLES = frozenset({"admin"})

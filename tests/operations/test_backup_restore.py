@@ -434,7 +434,10 @@ def test_commands_backup_restore_and_journal(
     monkeypatch.delenv("PASSAGE_ERASURE_JOURNAL", raising=False)
     live = sqlite_live
     cli = typer.Typer()
-    register_commands(cli, settings_factory=lambda: live.settings)
+    # No journal configured (the default path under var/ is switched off): the commands
+    # that need one refuse until --journal names it.
+    unconfigured = live.settings.model_copy(update={"erasure_journal": None})
+    register_commands(cli, settings_factory=lambda: unconfigured)
     runner = CliRunner()
     victim = register(live, caseworker(live), "Cli")
     journal = tmp_path / "journal" / "erasures.log"

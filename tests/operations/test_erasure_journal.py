@@ -200,11 +200,6 @@ def test_replay_reshreds_only_what_came_back_and_is_idempotent(live, tmp_path: P
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == audit_total
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: app/cases/service.py::erase_victim must call enqueue_erasure "
-    "(see the report); remove this marker when the hook is applied",
-)
 def test_erase_victim_itself_enqueues_the_journal_line(live) -> None:
     actor, admin = caseworker(live), administrator(live)
     victim = register(live, actor, "Hooked")

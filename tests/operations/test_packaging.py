@@ -178,11 +178,6 @@ def test_the_installed_wheel_carries_its_files_and_policies_load_from_the_packag
     assert "self-sufficient" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: app/config.py, app/policies/transitions.py and app/policies/countries.py "
-    "must find the bundled files (see the report); remove this marker when applied",
-)
 def test_the_installed_app_finds_its_files_without_the_repository(
     venv: Path, tmp_path: Path
 ) -> None:

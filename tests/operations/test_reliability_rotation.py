@@ -25,13 +25,6 @@ pytestmark = [reliability, pytest.mark.postgres_only]
 READERS = 6
 
 
-def _workers_learn_new_keys() -> bool:
-    """Whether the key ring reloads on an unknown key id (the change proposed in the docs)."""
-    from app.crypto.keyring import FileKeyRing
-
-    return hasattr(FileKeyRing, "reload_if_changed")
-
-
 def _rotate(app_url: str, keys_dir, batch_size: int) -> tuple[str, int, int]:
     """What `passage keys rotate` does, from this (separate) process."""
     from app.config import Settings
@@ -56,17 +49,7 @@ def _rotate(app_url: str, keys_dir, batch_size: int) -> tuple[str, int, int]:
         database.dispose()
 
 
-def test_rotation_while_serving_causes_no_decryption_error(
-    fresh_db, keys_dir, tmp_path, request
-) -> None:
-    if not _workers_learn_new_keys():
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="running workers do not learn a KEK added by another process yet "
-                "(docs/reliability.md, 'Changes needed outside operations')",
-            )
-        )
+def test_rotation_while_serving_causes_no_decryption_error(fresh_db, keys_dir, tmp_path) -> None:
     keys = copy_keys(keys_dir, tmp_path / "keys")
     seeded = seed(fresh_db.app_url, keys, users=READERS, cases_per_user=20)
     statuses: dict[int, int] = {}

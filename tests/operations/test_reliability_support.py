@@ -1,41 +1,21 @@
 """Shared pieces of the reliability suite (this module holds no tests).
 
-`reliability` marks the suite. Its pyproject declaration is
-
-    "reliability: real processes and outages (make test-reliability; PostgreSQL)",
-
-under [tool.pytest.ini_options] markers; until that line lands, the marker is declared
-here so that `--strict-markers` runs of the rest of the suite keep working.
+`reliability` marks the suite (declared in pyproject.toml); `make test-reliability` runs
+it on PostgreSQL and `make test` / `make test-pg` leave it out.
 """
 
 from __future__ import annotations
 
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
 import pytest
 
-_DECLARATION = "reliability: real processes and outages (make test-reliability; PostgreSQL)"
-
-
-def _declare() -> None:
-    config = getattr(pytest.mark, "_config", None)
-    if config is None:
-        return
-    declared = [line.split(":", 1)[0].strip() for line in config.getini("markers")]
-    if "reliability" not in declared:
-        config.addinivalue_line("markers", _DECLARATION)
-
-
-_declare()
 reliability = pytest.mark.reliability
-
-
-# -- shared by the process-level tests ---------------------------------------------------------
-import random  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-import httpx  # noqa: E402
 
 NO_LIMITS = {"PASSAGE_RATE_LIMIT_ENABLED": "false"}
 

@@ -120,11 +120,6 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         load_retention_policy(tmp_path / "retention.toml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: app/context.py::build_context must load policies/retention.toml "
-    "(see the report); remove this marker when applied",
-)
 def test_start_up_refuses_a_bad_retention_file(tmp_path: Path, settings) -> None:
     import shutil
 
