@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import OperationalError as PsycopgOperationalError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -99,6 +99,16 @@ def install_error_handlers(app: FastAPI) -> None:
             )
             response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
             return response
+        if isinstance(exc, DataError):
+            # The database refused a value as given (a NUL character, a number out of range):
+            # the input's fault, so a clear 4xx; nothing was saved. Logged by type, for bugs.
+            log.warning("database_refused_value", exc_type=type(exc.orig).__name__)
+            return _error(
+                422,
+                "invalid_input",
+                "A value was refused as given (for example it contains a NUL character). "
+                "Nothing was saved.",
+            )
         # Any other database error (an IntegrityError, say) is a bug, not an outage: the
         # catch-all below answers 500 and the server logs it as before.
         raise exc

@@ -107,3 +107,16 @@ def test_patch_needs_the_version_seen_and_refuses_a_stale_one(worker) -> None:
 def test_unknown_case_and_malformed_id(worker) -> None:
     assert worker.get("/api/v1/cases/7b0e7a3c-2b9a-4c86-b4a5-6f1a0c0d1e2f").status_code == 404
     assert worker.get("/api/v1/cases/not-a-uuid").status_code == 422
+
+
+def test_a_nul_character_is_refused_cleanly_everywhere(client, worker) -> None:
+    # PostgreSQL refuses NUL in text; the answer must be a clear 4xx, never a 500, on both engines.
+    login = client.post(
+        "/api/v1/auth/login",
+        json={"username": "some\x00one", "password": "a long enough password"},
+        headers={"Origin": "https://testserver"},
+    )
+    assert login.status_code in {401, 422}, login.text
+    assert "\x00" not in login.text and "some" not in login.text
+    listing = worker.get("/api/v1/cases", params={"stage": "detected\x00"})
+    assert listing.status_code == 422

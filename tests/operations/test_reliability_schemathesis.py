@@ -132,6 +132,10 @@ def test_fuzz_every_operation_as_role(role, world, session, connection, db_env, 
             )
             calls[0] += 1
             for check in checks:
+                if mode != GenerationMode.POSITIVE and response.status_code == 413:
+                    # Oversize negative bodies are refused by the body-size limit: a rejection
+                    # that schemathesis does not count as one.
+                    continue
                 try:
                     case.validate_response(response, checks=[check])
                 except BaseException as exc:  # schemathesis raises a FailureGroup
