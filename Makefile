@@ -28,11 +28,14 @@ run: demo ## Install, migrate, load demo data and serve on http://127.0.0.1:8000
 	@echo "Passage is starting on http://127.0.0.1:8000  (demo logins: see README.md)"
 	$(BIN)/passage serve --host 127.0.0.1 --port 8000
 
+# Tests run in TEST_WORKERS processes (pytest-xdist); every worker clones its own database.
+TEST_WORKERS ?= 2
+
 test: install ## The whole suite on the embedded SQLite database
-	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -m "not reliability"
+	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -n $(TEST_WORKERS) -m "not reliability"
 
 test-pg: install ## The same suite on PostgreSQL ($$TEST_DATABASE_URL)
-	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q -m "not reliability"
+	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q -n $(TEST_WORKERS) -m "not reliability"
 
 # Real worker processes, SIGKILLs, a 30 s database outage, key rotation, schemathesis per
 # role (docs/reliability.md). Sizes are bounded so that it takes a few minutes on 2 cores.

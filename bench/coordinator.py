@@ -108,7 +108,8 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
-        self.name = f"passage_bench_coord_{secrets.token_hex(4)}"
+        self.reused = bool(args.reuse)
+        self.name = args.reuse or f"passage_bench_coord_{secrets.token_hex(4)}"
         admin = make_url(args.database_url)
         self.owner_url = admin.set(database=self.name).render_as_string(hide_password=False)
         self.app_url = self.owner_url
@@ -119,12 +120,17 @@ class Bench:
             ).render_as_string(hide_password=False)
         engine = admin_engine(args.database_url)
         with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+            if not self.reused:
+                conn.execute(text(f'CREATE DATABASE "{self.name}"'))
             self.server = str(conn.execute(text("SHOW server_version")).scalar_one()).split()[0]
         engine.dispose()
-        migrate(self.owner_url, args.app_role or None)
+        if not self.reused:
+            migrate(self.owner_url, args.app_role or None)
         keys = workdir / "keys"
-        FileKeyRing.initialise(keys)
+        if args.keep or self.reused:  # the kept database needs its keys for a later --reuse
+            keys = Path(tempfile.gettempdir()) / f"{self.name}-keys"
+        if not self.reused:
+            FileKeyRing.initialise(keys)
         self.settings = Settings(
             environment="test",
             database_url=self.app_url,
@@ -171,6 +177,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--app-role", default="passage_app")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--reuse",
+        metavar="DATABASE",
+        help="time again on a database kept by --keep (skips the load; implies --keep)",
+    )
     args = parser.parse_args(argv)
     if not args.database_url.startswith("postgresql"):
         raise SystemExit("the coordinator benchmark runs on PostgreSQL (--database-url)")
@@ -185,10 +196,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench = Bench(args, workdir)
         run(bench, args)
     finally:
-        if bench is not None and not args.keep:
+        if bench is not None and not (args.keep or args.reuse):
             bench.drop()
         elif bench is not None:
-            print(f"\nkept database {bench.name}")
+            print(
+                f"\nkept database {bench.name} (keys in /tmp); time again with --reuse {bench.name}"
+            )
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -201,29 +214,32 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     print(f"app role: {args.app_role or '(owner)'}; figures: median of {args.repeat} runs\n")
 
     # -- load ------------------------------------------------------------------------------
-    start = time.perf_counter()
-    with bench.system() as session, session.begin():
-        load_demo_data(
-            session, ctx, cases=args.cases, seed=args.seed, bulk=True, refresh_reporting=False
-        )
-    load_seconds = time.perf_counter() - start
+    if not bench.reused:
+        start = time.perf_counter()
+        with bench.system() as session, session.begin():
+            load_demo_data(
+                session, ctx, cases=args.cases, seed=args.seed, bulk=True, refresh_reporting=False
+            )
+        load_seconds = time.perf_counter() - start
     with bench.system() as session:
         events = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
         cases = session.scalar(select(func.count()).select_from(Case)) or 0
     print("Load (bulk demo path, one transaction)")
     print(f"  {cases:,} cases, {events:,} audit events ({events / max(cases, 1):.1f} per case)")
-    print(
-        f"  {load_seconds:.1f} s = {cases / load_seconds:,.0f} cases/s, "
-        f"{events / load_seconds:,.0f} events/s   (target >= 1,000 cases/s)"
-    )
-    start = time.perf_counter()
-    with bench.system() as session, session.begin():
-        report = refresh(session, ctx, full=True)
-    build = time.perf_counter() - start
-    print(
-        f"  reporting store built from the timeline: {report.cases:,} cases, "
-        f"{report.episodes:,} episodes in {build:.1f} s (one-off; then incremental)\n"
-    )
+    if not bench.reused:
+        print(
+            f"  {load_seconds:.1f} s = {cases / load_seconds:,.0f} cases/s, "
+            f"{events / load_seconds:,.0f} events/s   (target >= 1,000 cases/s)"
+        )
+        start = time.perf_counter()
+        with bench.system() as session, session.begin():
+            report = refresh(session, ctx, full=True)
+        build = time.perf_counter() - start
+        print(
+            f"  reporting store built from the timeline: {report.cases:,} cases, "
+            f"{report.episodes:,} episodes in {build:.1f} s (one-off; then incremental)"
+        )
+    print()
     with bench.system() as session:
         session.execute(text("ANALYZE"))
         user = session.scalars(select(User).where(User.username == "coordinator.marc")).one()

@@ -12,14 +12,22 @@ the totals column are lines too. Within a line, the total equals the sum of the 
    (total minus the visible cells). While such a line exists, the smallest visible number
    of that line is withheld too (ties: an inner cell before a total, then the first in
    reading order); repeat until no line has exactly one.
-3. **Linked tables.** Tables of one release often share margins (referrals by age appear in
-   two tables). Margins carry a *link key*; a number withheld in one table is withheld
-   wherever the same key appears, and step 2 runs again, until nothing changes.
 
-Guarantee: no published number is below ``k``, and no line of any table has exactly one
-withheld number, so no single withheld number can be recovered from one line's total.
-(Recovering it by combining several lines is not excluded in general; tables are small and
-cross-tabulated on purpose in two dimensions only. See docs/reporting.md.)
+   A line whose total is shown and whose withheld cells add up to less than ``k`` (two
+   zeros, a 1 and a 2) gives their small sum away: it loses its smallest visible cell too.
+3. **Combined lines.** Adding and subtracting several rows and columns can still pin a
+   withheld number down. Seen as a graph (rows and columns are nodes, withheld numbers are
+   edges), a withheld number is determined by the published ones exactly when its edge lies
+   on no cycle (a *bridge*). For each bridge, the smallest visible number joining the two
+   sides is withheld too, which closes a cycle through it.
+4. **Linked tables.** Tables of one release often share margins (referrals by age appear in
+   two tables). Margins carry a *link key*; a number withheld in one table is withheld
+   wherever the same key appears, and steps 2 and 3 run again, until nothing changes.
+
+Guarantee, per table: no published number is below ``k``; no withheld number can be
+computed from the published ones by any combination of rows and columns (every withheld
+number has at least a one-parameter family of other values consistent with all totals);
+and no shown total minus its visible cells is a sum below ``k``. See docs/reporting.md.
 
 Record-level data
 -----------------
@@ -155,6 +163,104 @@ class _Grid:
         height, width = self.shape
         return cell[0] == height - 1 or cell[1] == width - 1
 
+    def order(self, cell: Cell) -> tuple[int, bool, Cell]:
+        """Which visible number to give up first: the smallest, an inner cell before a total."""
+        return (self.values[cell[0]][cell[1]], self.is_margin(cell), cell)
+
+    def withhold(self, cell: Cell) -> None:
+        self.withheld[cell[0]][cell[1]] = True
+
+
+def _line_gives_away(grid: _Grid, line: list[Cell], k: int) -> bool:
+    """One withheld number in the line, or a shown total revealing a withheld sum below k."""
+    withheld = [cell for cell in line if grid.withheld[cell[0]][cell[1]]]
+    if not withheld or len(withheld) == len(line):
+        return False  # nothing hidden, or nothing left to hide it with
+    if len(withheld) == 1:
+        return True
+    total = line[-1]  # each line ends with its total
+    if grid.withheld[total[0]][total[1]]:
+        return False
+    return sum(grid.values[r][c] for r, c in withheld) < k
+
+
+def _bridges(grid: _Grid) -> list[Cell]:
+    """Withheld numbers on no cycle of the row/column graph: those are computable.
+
+    Nodes are the lines (``("r", i)`` and ``("c", j)``, totals included), edges the withheld
+    numbers. Tarjan's bridge search, iterative (a table can have hundreds of rows).
+    """
+    height, width = grid.shape
+    edges = [(r, c) for r in range(height) for c in range(width) if grid.withheld[r][c]]
+    adjacent: dict[tuple[str, int], list[tuple[tuple[str, int], int]]] = {}
+    for index, (r, c) in enumerate(edges):
+        adjacent.setdefault(("r", r), []).append((("c", c), index))
+        adjacent.setdefault(("c", c), []).append((("r", r), index))
+    order: dict[tuple[str, int], int] = {}
+    low: dict[tuple[str, int], int] = {}
+    bridges: list[Cell] = []
+    for root in adjacent:
+        if root in order:
+            continue
+        order[root] = low[root] = len(order)
+        stack = [(root, -1, iter(adjacent[root]))]
+        while stack:
+            node, via, neighbours = stack[-1]
+            advanced = False
+            for neighbour, index in neighbours:
+                if index == via:
+                    continue
+                if neighbour in order:
+                    low[node] = min(low[node], order[neighbour])
+                    continue
+                order[neighbour] = low[neighbour] = len(order)
+                stack.append((neighbour, index, iter(adjacent[neighbour])))
+                advanced = True
+                break
+            if advanced:
+                continue
+            stack.pop()
+            if stack:
+                parent = stack[-1][0]
+                low[parent] = min(low[parent], low[node])
+                if low[node] > order[parent]:
+                    bridges.append(edges[via])
+    return bridges
+
+
+def _cycle_closer(grid: _Grid, bridge: Cell) -> Cell | None:
+    """The smallest visible number joining the two sides of a bridge (closes a cycle)."""
+    height, width = grid.shape
+
+    def reach(start: tuple[str, int]) -> set[tuple[str, int]]:
+        """The nodes reachable from ``start`` over withheld numbers, the bridge excluded."""
+        seen: set[tuple[str, int]] = set()
+        todo = [start]
+        while todo:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            kind, index = node
+            for other in range(width if kind == "r" else height):
+                cell = (index, other) if kind == "r" else (other, index)
+                if cell != bridge and grid.withheld[cell[0]][cell[1]]:
+                    todo.append(("c", other) if kind == "r" else ("r", other))
+        return seen
+
+    row_side, column_side = reach(("r", bridge[0])), reach(("c", bridge[1]))
+    candidates = [
+        (r, c)
+        for r in range(height)
+        for c in range(width)
+        if not grid.withheld[r][c]
+        and (
+            (("r", r) in row_side and ("c", c) in column_side)
+            or (("r", r) in column_side and ("c", c) in row_side)
+        )
+    ]
+    return min(candidates, key=grid.order) if candidates else None
+
 
 def suppress(tables: Sequence[CountTable], k: int) -> list[PublishedTable]:
     """Primary and secondary suppression over a set of (possibly linked) tables."""
@@ -175,19 +281,21 @@ def suppress(tables: Sequence[CountTable], k: int) -> list[PublishedTable]:
     while changed:
         changed = False
         for grid in grids:
+            lines_changed = False
             for line in grid.lines():
-                withheld = [cell for cell in line if grid.withheld[cell[0]][cell[1]]]
-                if len(withheld) != 1:
+                if _line_gives_away(grid, line, k):
+                    visible = [cell for cell in line if not grid.withheld[cell[0]][cell[1]]]
+                    grid.withhold(min(visible, key=grid.order))
+                    lines_changed = changed = True
+            if lines_changed:
+                continue  # bridges are sought once every line holds 0 or 2+ withheld numbers
+            for bridge in _bridges(grid):
+                closer = _cycle_closer(grid, bridge)
+                if closer is None:  # nothing visible left around it (an empty table's 0)
                     continue
-                visible = [cell for cell in line if not grid.withheld[cell[0]][cell[1]]]
-                if not visible:  # an empty table: its lone grand total (0) is withheld
-                    continue
-                pick = min(
-                    visible,
-                    key=lambda cell: (grid.values[cell[0]][cell[1]], grid.is_margin(cell), cell),
-                )
-                grid.withheld[pick[0]][pick[1]] = True
+                grid.withhold(closer)
                 changed = True
+                break  # the graph changed: look for bridges again
         # Linked margins: withheld anywhere means withheld everywhere.
         withheld_keys = {
             key

@@ -17,12 +17,17 @@ from app.cases import service as cases
 from app.cases.schemas import NoteIn, RegistrationIn
 from app.cases.workflow import Event
 from app.db.base import utcnow
+from app.reporting.indicators import GROUP_DIMENSIONS
+from app.reporting.screens import DRILL
 from tests.builders import registration
 from tests.reporting.conftest import Scene
 
 CANARIES = {
     "given_name": "Zyxqvanarygiven",
     "family_name": "Wqplcanaryfamily",
+    "alias": "Qjxcanaryalias",
+    "gender_identity": "Canarygenderidentity",
+    "current_location": "Canaryvillelocation",
     "phone": "+33 6 00 11 22 33",
     "email": "canary.mail@example.test",
     "current_address": "CanaryStreet 4242 Nowhereville",
@@ -40,6 +45,9 @@ def canary_case(scene: Scene, session, ctx):
     payload = registration(
         given_name=CANARIES["given_name"],
         family_name=CANARIES["family_name"],
+        aliases=[CANARIES["alias"]],
+        gender_identity=CANARIES["gender_identity"],
+        current_location=CANARIES["current_location"],
         phone=CANARIES["phone"],
         email=CANARIES["email"],
         current_address=CANARIES["current_address"],
@@ -206,17 +214,34 @@ def test_no_personal_value_reaches_any_coordinator_route_or_export(
                 variants = [{}]
                 if path.endswith(("/indicators", "/cases", "/funnel", "/overdue", "/trend")):
                     variants += [{"group_by": "nationality"}, {"indicator": "rg_on_time"}]
+                if path.endswith("/cases"):  # every drill-down list, and the overdue ones
+                    variants += [{"indicator": name} for name in DRILL.values()]
+                    variants += [{"overdue": "any"}]
+                if path.endswith(("/indicators", "/statistics")):
+                    variants += [{"group_by": name} for name in GROUP_DIMENSIONS]
+                if path == "/coordinator/audit":  # the per-case access log screen
+                    variants += [{"reference": case.reference}]
                 if "/exports/" in path:
                     variants = [{"format": "csv"}, {"format": "json"}]
                 for params in variants:
                     response = coordinator.get(path, params=params)
                     assert response.status_code < 500, (path, response.status_code)
                     bodies.append(response.text + json.dumps(dict(response.headers)))
-            if "POST" in methods:
+            if "POST" in methods and path.startswith("/coordinator"):  # HTML forms
+                form = {"outcome": "justified"} if path.endswith("/review") else {}
+                if path.endswith("/verify"):
+                    form = {"reference": case.reference}
+                response = coordinator.post(path, data=form, follow_redirects=True)
+                assert response.status_code < 500, (path, response.status_code)
+                bodies.append(response.text)
+            elif "POST" in methods:
                 body = {"outcome": "justified"} if path.endswith("/review") else {}
+                if path.endswith("/verify"):
+                    body = {"case_id": str(case.id)}
                 response = coordinator.post(path, json=body)
                 assert response.status_code < 500, (path, response.status_code)
                 bodies.append(response.text)
+    assert len(bodies) > 60
     everything = "\n".join(bodies) + caplog.text
     assert case.reference in everything  # the pseudonymous reference is what they see
     for name, value in CANARIES.items():

@@ -16,6 +16,8 @@ from app.demo import load_demo_data
 from app.errors import InvalidInput
 from app.reporting.exports import QUASI_IDENTIFIERS, RECORD_FIELDS, build_export
 from app.reporting.indicators import make_filters
+from app.reporting.suppression import PublishedTable
+from tests.reporting.test_suppression import computable_cells
 
 
 @pytest.fixture
@@ -49,6 +51,13 @@ def test_aggregate_tables_hide_small_cells_and_cannot_be_unpicked(
             assert all(v is None or v >= 5 for v in line), (table["name"], line)
             assert sum(v is None for v in line) != 1, (table["name"], line)
             withheld += sum(v is None for v in line)
+        published = PublishedTable(
+            table["name"], "", "", "", [r["label"] for r in table["rows"]], table["columns"],
+            cells=[r["cells"] for r in table["rows"]],
+            row_totals=[r["total"] for r in table["rows"]],
+            column_totals=table["column_totals"], grand_total=table["grand_total"],
+        )  # fmt: skip
+        assert computable_cells(published) == [], table["name"]  # rows and columns combined
     assert withheld > 0  # 300 cases spread over many cells: something is always withheld
     event = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "statistics_exported")

@@ -325,3 +325,41 @@ def test_filters_refuse_unknown_values(ctx) -> None:
             make_filters(ctx, **bad)
     f = make_filters(ctx, period="2026-Q4")
     assert (f.date_from, f.date_to) == (date(2026, 10, 1), date(2027, 1, 1))
+
+
+def test_break_glass_events_and_their_review_are_counted(scene, built, session, ctx) -> None:
+    from datetime import timedelta
+
+    from app.auth import break_glass
+    from app.auth.break_glass import BreakGlassGrant
+
+    grants = []
+    for case in (built["C"], built["D"]):  # two emergency openings, both in June
+        when = at("2026-06-15 22:00")
+        grant = BreakGlassGrant(
+            user_id=scene.officer.user_id,
+            case_id=case.id,
+            reason_code="missing_child",
+            granted_at=when,
+            expires_at=when + timedelta(minutes=60),
+        )
+        session.add(grant)
+        audit.record(
+            session,
+            scene.officer,
+            "break_glass",
+            case_id=case.id,
+            details={"minutes": 60},
+            occurred_at=when,
+        )
+        grants.append(grant)
+    session.flush()
+    access = values(indicators(session, ctx, make_filters(ctx), now=NOW), "access")
+    assert access["break_glass_events"] == 2
+    assert (access["grants_awaiting_review"], access["grants_found_unjustified"]) == (2, 0)
+    break_glass.review(session, ctx, scene.coordinator, grants[0].id, "unjustified")
+    access = values(indicators(session, ctx, make_filters(ctx), now=NOW), "access")
+    assert (access["grants_awaiting_review"], access["grants_found_unjustified"]) == (1, 1)
+    # The event count follows the period filter: none in the first quarter.
+    q1 = values(indicators(session, ctx, make_filters(ctx, period="2026-Q1"), now=NOW), "access")
+    assert q1["break_glass_events"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,11 +17,77 @@ from app.reporting.suppression import (
 )
 
 
-def check_published(table: PublishedTable, k: int) -> None:
-    """The two promises: nothing visible below k; no line with exactly one withheld."""
+def _rank(rows: list[list[Fraction]]) -> int:
+    """Rank by Gaussian elimination over the rationals (exact)."""
+    matrix = [list(r) for r in rows]
+    rank = 0
+    for column in range(len(matrix[0]) if matrix else 0):
+        pivot = next((i for i in range(rank, len(matrix)) if matrix[i][column] != 0), None)
+        if pivot is None:
+            continue
+        matrix[rank], matrix[pivot] = matrix[pivot], matrix[rank]
+        for i in range(len(matrix)):
+            if i != rank and matrix[i][column] != 0:
+                factor = matrix[i][column] / matrix[rank][column]
+                matrix[i] = [a - factor * b for a, b in zip(matrix[i], matrix[rank], strict=True)]
+        rank += 1
+    return rank
+
+
+def computable_cells(table: PublishedTable) -> list[tuple[int, int]]:
+    """Withheld numbers an attacker can compute from every published total combined.
+
+    Independent of the algorithm: unknowns are the withheld numbers of the full grid
+    (margins included); each row and column says "cells minus total = 0". A withheld
+    number is computable exactly when its unit vector lies in the span of those equations.
+    """
+    grid = [[*row, table.row_totals[i]] for i, row in enumerate(table.cells)]
+    grid.append([*table.column_totals, table.grand_total])
+    height, width = len(grid), len(grid[0])
+    unknown = [(r, c) for r in range(height) for c in range(width) if grid[r][c] is None]
+    position = {cell: i for i, cell in enumerate(unknown)}
+    equations = []
+    lines = [[(r, c) for c in range(width)] for r in range(height)]
+    lines += [[(r, c) for r in range(height)] for c in range(width)]
+    for line in lines:
+        row = [Fraction(0)] * len(unknown)
+        for cell in line:
+            if cell in position:
+                row[position[cell]] = Fraction(-1 if cell == line[-1] else 1)
+        if any(row):
+            equations.append(row)
+    if not unknown:
+        return []
+    base = _rank(equations) if equations else 0
+    found = []
+    for cell, i in position.items():
+        unit = [Fraction(int(j == i)) for j in range(len(unknown))]
+        if _rank([*equations, unit]) == base:
+            found.append(cell)
+    return found
+
+
+def check_published(table: PublishedTable, k: int, source: CountTable | None = None) -> None:
+    """Nothing visible below k; no withheld number computable from the published ones; a
+    shown total minus its visible cells is never a sum below k."""
     for line in table.lines():
         assert all(v is None or v >= k for v in line), line
         assert sum(v is None for v in line) != 1, line
+    assert computable_cells(table) == [], table.cells
+    if source is None:
+        return
+    true = [[*row, sum(row)] for row in source.cells]
+    true.append([sum(col) for col in zip(*true, strict=True)])
+    shown = [[*row, table.row_totals[i]] for i, row in enumerate(table.cells)]
+    shown.append([*table.column_totals, table.grand_total])
+    width = len(true[0])
+    lines = [[(r, c) for c in range(width)] for r in range(len(true))]
+    lines += [[(r, c) for r in range(len(true))] for c in range(width)]
+    for line in lines:
+        *cells, total = line
+        hidden = [true[r][c] for r, c in cells if shown[r][c] is None]
+        if hidden and shown[total[0]][total[1]] is not None:
+            assert sum(hidden) >= k, (line, hidden)  # total - visible = a small sum
 
 
 def check_consistent(source: CountTable, table: PublishedTable) -> None:
@@ -43,7 +110,7 @@ def test_a_hand_worked_table() -> None:
     assert out.column_totals == [20, 12]
     assert out.grand_total == 32
     assert (out.primary, out.secondary) == (1, 3)
-    check_published(out, 5)
+    check_published(out, 5, table)
 
 
 def test_secondary_suppression_picks_the_smallest_visible_cell() -> None:
@@ -94,7 +161,7 @@ def test_any_table_is_protected(cells: list[list[int]], k: int) -> None:
         [f"r{i}" for i in range(len(cells))], [f"c{j}" for j in range(len(cells[0]))], cells,
     )  # fmt: skip
     [out] = suppress([source], k)
-    check_published(out, k)
+    check_published(out, k, source)
     check_consistent(source, out)
 
 
@@ -145,3 +212,53 @@ def test_every_published_class_has_k_records(rows: list[tuple[str, str, str]], k
     classes = Counter((r["year"], r["citizenship"], r["sex"]) for r in result.records)
     assert all(n >= k for n in classes.values())
     assert len(result.records) + result.suppressed == len(records)
+
+
+def test_zeros_are_not_given_away_by_their_total() -> None:
+    # Two withheld zeros and a shown total of 20 would reveal both zeros (20 - 20 = 0).
+    table = CountTable("t", "T", "r", "c", ["a", "b"], ["x", "y", "z"], [[0, 0, 20], [9, 8, 30]])
+    [out] = suppress([table], 5)
+    assert out.cells[0][2] is None or out.row_totals[0] is None
+    check_published(out, 5, table)
+
+
+def test_two_rectangles_joined_by_one_cell_do_not_give_that_cell_away() -> None:
+    # Small cells at (a,x), (b,y) and (c,z): each line has two withheld numbers after the
+    # first pass, but rows and columns combined could isolate a cell joining two cycles;
+    # the published table must leave every withheld number undetermined.
+    cells = [
+        [1, 30, 40, 50, 60],
+        [30, 2, 45, 55, 65],
+        [41, 42, 3, 57, 66],
+        [43, 44, 46, 4, 67],
+        [48, 49, 51, 52, 1],
+    ]
+    table = CountTable("t", "T", "r", "c", list("abcde"), list("vwxyz"), cells)
+    [out] = suppress([table], 5)
+    check_published(out, 5, table)
+    check_consistent(table, out)
+
+
+def test_the_checker_finds_a_value_computable_from_several_lines() -> None:
+    """The check itself can fail: a dumbbell (two withheld rectangles joined by one cell)
+    passes the one-line rule, yet the joining cell is computable."""
+    n = None
+    published = PublishedTable(
+        "t", "T", "r", "c", list("abcd"), list("wxyz"),
+        cells=[[n, n, 10, 10], [n, n, n, 10], [10, 10, n, n], [10, 10, n, n]],
+        row_totals=[40, 40, 40, 40], column_totals=[40, 40, 40, 40], grand_total=160,
+    )  # fmt: skip
+    assert all(sum(v is None for v in line) != 1 for line in published.lines())
+    assert computable_cells(published) == [(1, 2)]
+
+
+def test_degenerate_tables_are_withheld_whole() -> None:
+    empty, single = suppress(
+        [
+            CountTable("e", "E", "r", "c", [], [], []),
+            CountTable("s", "S", "r", "c", ["a"], ["x"], [[3]]),
+        ],
+        5,
+    )
+    assert empty.grand_total is None
+    assert (single.cells, single.row_totals, single.grand_total) == ([[None]], [None], None)
