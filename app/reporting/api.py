@@ -183,7 +183,19 @@ def get_case_timeline(
     return entries
 
 
-@router.get("/exports/{kind}")
+@router.get(
+    "/exports/{kind}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The export file (attachment), CSV or JSON as asked.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+)
 def get_export(
     kind: Literal["nrm_quarterly", "eurostat", "ctdc_records"],
     actor: CurrentActor,
