@@ -40,10 +40,15 @@ test-pg: install ## The same suite on PostgreSQL ($$TEST_DATABASE_URL)
 # Real worker processes, SIGKILLs, a 30 s database outage, key rotation, schemathesis per
 # role (docs/reliability.md). Sizes are bounded so that it takes a few minutes on 2 cores.
 test-reliability: install ## Reliability suite on PostgreSQL ($$TEST_DATABASE_URL)
+	@# schemathesis, once per role, on TEST_WORKERS processes (in-process app, no shared state)
 	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) \
-	PASSAGE_FUZZ_EXAMPLES=$${PASSAGE_FUZZ_EXAMPLES:-10} PASSAGE_CRASH_SECONDS=$${PASSAGE_CRASH_SECONDS:-20} \
-	PASSAGE_OUTAGE_SECONDS=$${PASSAGE_OUTAGE_SECONDS:-30} \
-	$(BIN)/pytest -q -m reliability tests/operations
+	PASSAGE_FUZZ_EXAMPLES=$${PASSAGE_FUZZ_EXAMPLES:-6} \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m reliability tests/operations/test_reliability_schemathesis.py
+	@# real worker processes killed, a database outage, key rotation: one at a time
+	PASSAGE_ENVIRONMENT=test TEST_DATABASE_URL=$(TEST_DATABASE_URL) \
+	PASSAGE_CRASH_SECONDS=$${PASSAGE_CRASH_SECONDS:-20} PASSAGE_OUTAGE_SECONDS=$${PASSAGE_OUTAGE_SECONDS:-30} \
+	$(BIN)/pytest -q -m reliability tests/operations --ignore=tests/operations/test_reliability_schemathesis.py \
+	--durations=5
 
 lint: install
 	$(BIN)/ruff check app tests migrations bench
