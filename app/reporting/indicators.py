@@ -41,7 +41,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
 )
 from sqlalchemy.orm import Session
 
@@ -830,8 +829,14 @@ def ratio(part: int | None, whole: int | None) -> float | None:
 @dataclass
 class GroupFigures:
     counts: dict[str, int] = field(default_factory=dict)
+    # SQLite: {value: count} per duration, percentiles taken in Python.
     histograms: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    # PostgreSQL: (n, median, p90) per duration, computed by the counting pass itself.
+    distributions: dict[str, tuple[int, float | None, float | None]] = field(default_factory=dict)
     follow_ups: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # The stage funnel (detection basis), when asked for with the counts (the dashboard).
+    funnel_reached: dict[str, int] | None = None
+    current_stages: dict[str, int] | None = None
 
 
 def _group_expr(group_by: str | None) -> Any:
@@ -848,18 +853,12 @@ def _key(value: Any) -> str:
     return str(value)
 
 
-def collect(
-    session: Session,
-    ctx: AppContext,
-    f: Filters,
-    *,
-    now: datetime,
-    group_by: str | None = None,
-) -> dict[str, GroupFigures]:
-    """Counts, duration distributions and follow-ups, per group value."""
-    group = _group_expr(group_by)
-    where = base_conditions(f)
-    columns = []
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _count_columns(f: Filters, now: datetime) -> list[Any]:
+    columns: list[Any] = []
     for spec in COUNTS:
         condition = and_(spec.condition(now), anchored(f, spec.anchor))
         if spec.sum_of is not None:
@@ -868,11 +867,162 @@ def collect(
             )
         else:
             columns.append(func.count().filter(condition).label(spec.name))
+    return columns
+
+
+def _distribution_columns(f: Filters) -> list[Any]:
+    """PostgreSQL: n, median and P90 of every duration, as aggregates of the counting pass.
+
+    ``percentile_cont`` is exactly what ``percentile`` computes from a histogram (same
+    interpolation, same float arithmetic); both percentiles of one duration share one sort.
+    """
+    columns: list[Any] = []
+    for d in DURATIONS:
+        when = anchored(f, d.anchor)
+        columns.append(func.count(d.column).filter(when).label(f"n__{d.name}"))
+        for p in (50, 90):
+            columns.append(
+                func.percentile_cont(p / 100)
+                .within_group(d.column)
+                .filter(when)
+                .label(f"p{p}__{d.name}")
+            )
+    return columns
+
+
+def _follow_up_columns(ctx: AppContext, f: Filters, now: datetime) -> list[tuple[int, Any, Any]]:
+    """PostgreSQL: (checkpoint, due, reached) aggregates, two per checkpoint.
+
+    Same rule as ``follow_up_checkpoints_due``: a checkpoint is due once the local day of
+    the return plus its days has ended, i.e. the return happened before local midnight of
+    (today - days) in the profile's time zone. That instant differs per profile, so it is
+    picked per row with a CASE (NULL, never due, for a profile without the checkpoint or
+    unknown to this installation). Rows that were never returned stop at the first test.
+    """
+    cutoffs: dict[int, dict[str, datetime]] = defaultdict(dict)
+    for code, profile in ctx.profiles.items():
+        tz = profile.calendar.tzinfo
+        today = now.astimezone(tz).date()
+        for checkpoint in profile.return_follow_up_checkpoints_days:
+            day = today - timedelta(days=int(checkpoint))
+            cutoffs[int(checkpoint)][code] = datetime.combine(day, time.min, tzinfo=tz)
+    out: list[tuple[int, Any, Any]] = []
+    for checkpoint, by_profile in sorted(cutoffs.items()):
+        cutoff = case(
+            *((E.country_profile == code, moment) for code, moment in sorted(by_profile.items())),
+            else_=None,
+        )
+        due = and_(E.returned_at.is_not(None), E.returned_at < cutoff, anchored(f, E.returned_at))
+        reached = and_(due, E.follow_ups_reached.like(f"%,{checkpoint},%"))
+        out.append(
+            (
+                checkpoint,
+                func.count().filter(due).label(f"fu_due__{checkpoint}"),
+                func.count().filter(reached).label(f"fu_reached__{checkpoint}"),
+            )
+        )
+    return out
+
+
+def _funnel_columns(f: Filters, now: datetime) -> list[Any]:
+    """Funnel steps reached and current stages, always on the detection basis.
+
+    ``f`` is the request's filters; on the event basis the pass is not restricted to the
+    detection period, so each column carries that restriction itself.
+    """
+    from app.cases.workflow import Stage
+
+    columns: list[Any] = []
+    extra: list[ColumnElement[bool]] = []
+    if f.basis == "event":  # on the detection basis the counts of the pass are the steps
+        extra = detection_period(f)
+        for key, _label in FUNNEL_STEPS:
+            reached = and_(COUNT_BY_NAME[key].condition(now), *extra)
+            columns.append(func.count().filter(reached).label(f"fr__{key}"))
+    for stage in Stage:  # the stage test first: it fails fast for all but one stage
+        current = and_(E.stage == stage.value, E.is_current.is_(True), *extra)
+        columns.append(func.count().filter(current).label(f"st__{stage.value}"))
+    return columns
+
+
+def _funnel_figures(row: Mapping[str, Any], f: Filters) -> tuple[dict[str, int], dict[str, int]]:
+    from app.cases.workflow import Stage
+
+    prefix = "fr__" if f.basis == "event" else ""
+    reached = {key: int(row[f"{prefix}{key}"] or 0) for key, _label in FUNNEL_STEPS}
+    stages = {stage.value: int(row[f"st__{stage.value}"] or 0) for stage in Stage}
+    return reached, stages
+
+
+def collect(
+    session: Session,
+    ctx: AppContext,
+    f: Filters,
+    *,
+    now: datetime,
+    group_by: str | None = None,
+    with_funnel: bool = False,
+) -> dict[str, GroupFigures]:
+    """Counts, duration distributions and follow-ups (and the funnel), per group value.
+
+    PostgreSQL: one aggregate pass over the store computes every count, every duration's
+    n / median / P90, the follow-up checkpoints and, for the dashboard, the funnel. SQLite
+    (small installations): counts in one pass, histograms and follow-ups read into Python.
+    """
+    group = _group_expr(group_by)
+    where = base_conditions(f)
+    in_sql = _is_postgresql(session)
+    columns = _count_columns(f, now)
+    follow_ups = _follow_up_columns(ctx, f, now) if in_sql else []
+    if in_sql:
+        columns += _distribution_columns(f)
+        for _checkpoint, due, reached in follow_ups:
+            columns += [due, reached]
+    if with_funnel:
+        columns += _funnel_columns(f, now)
     stmt = select(group.label("g"), *columns).where(*where).group_by(group)
     out: dict[str, GroupFigures] = defaultdict(GroupFigures)
     for row in execute(session, stmt).mappings():
         figures = out[_key(row["g"])]
         figures.counts = {spec.name: int(row[spec.name] or 0) for spec in COUNTS}
+        if in_sql:
+            figures.distributions = {
+                d.name: (
+                    int(row[f"n__{d.name}"] or 0),
+                    _rounded(row[f"p50__{d.name}"]),
+                    _rounded(row[f"p90__{d.name}"]),
+                )
+                for d in DURATIONS
+            }
+            tally: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+            for checkpoint, due, reached in follow_ups:
+                tally[checkpoint][0] += int(row[due.name] or 0)
+                tally[checkpoint][1] += int(row[reached.name] or 0)
+            figures.follow_ups = {c: (t[0], t[1]) for c, t in sorted(tally.items()) if t[0] > 0}
+        if with_funnel:
+            figures.funnel_reached, figures.current_stages = _funnel_figures(row, f)
+    if not in_sql:
+        _collect_in_python(session, ctx, f, now, group, where, out)
+    for figures in out.values():
+        if not figures.counts:
+            figures.counts = {spec.name: 0 for spec in COUNTS}
+    return dict(out)
+
+
+def _rounded(value: Any) -> float | None:
+    return None if value is None else round(float(value), 2)
+
+
+def _collect_in_python(
+    session: Session,
+    ctx: AppContext,
+    f: Filters,
+    now: datetime,
+    group: Any,
+    where: list[ColumnElement[bool]],
+    out: dict[str, GroupFigures],
+) -> None:
+    """SQLite: duration histograms and post-return follow-ups, tallied in Python."""
     for name, g, value, n in _histograms(session, f, group, where):
         out[_key(g)].histograms[name][int(value)] = int(n)
     # Post-return follow-up checkpoints: due ones are final (reached or missed).
@@ -890,48 +1040,13 @@ def collect(
             tally[1] += checkpoint in reached_set
     for g, by_checkpoint in tallies.items():
         out[g].follow_ups = {c: (t[0], t[1]) for c, t in sorted(by_checkpoint.items())}
-    for figures in out.values():
-        if not figures.counts:
-            figures.counts = {spec.name: 0 for spec in COUNTS}
-    return dict(out)
 
 
 def _histograms(
     session: Session, f: Filters, group: Any, where: list[ColumnElement[bool]]
 ) -> list[tuple[str, Any, int, int]]:
-    """(duration, group, value, count) for every duration measure.
-
-    PostgreSQL computes all of them in one scan (``GROUPING SETS``); SQLite, which has no
-    grouping sets, runs one query per measure.
-    """
+    """(duration, group, value, count) for every duration measure, one query each (SQLite)."""
     out: list[tuple[str, Any, int, int]] = []
-    if session.get_bind().dialect.name == "postgresql":
-        values = [
-            case((anchored(f, d.anchor), d.column), else_=None).label(f"v{i}")
-            for i, d in enumerate(DURATIONS)
-        ]
-        sets = [tuple_(group, v) for v in values]
-        stmt = (
-            select(
-                group.label("g"),
-                *values,
-                func.grouping(*values).label("mask"),
-                func.count().label("n"),
-            )
-            .where(*where)
-            .group_by(func.grouping_sets(*sets))
-        )
-        width = len(DURATIONS)
-        for row in execute(session, stmt):
-            # grouping() sets a bit for each argument NOT grouped: exactly one is grouped.
-            grouped = [i for i in range(width) if not (row.mask >> (width - 1 - i)) & 1]
-            if len(grouped) != 1:
-                continue
-            index = grouped[0]
-            value = row[1 + index]
-            if value is not None:
-                out.append((DURATIONS[index].name, row.g, int(value), int(row.n)))
-        return out
     for duration in DURATIONS:
         hist = (
             select(group.label("g"), duration.column.label("v"), func.count().label("n"))
@@ -943,6 +1058,9 @@ def _histograms(
 
 
 def _dist(figures: GroupFigures, name: str) -> dict[str, Any]:
+    if name in figures.distributions:
+        n, median, p90 = figures.distributions[name]
+        return {"n": n, "median": median, "p90": p90}
     hist = figures.histograms.get(name, {})
     return {
         "n": sum(hist.values()),
@@ -1275,19 +1393,13 @@ def indicators(
 def dashboard(
     session: Session, ctx: AppContext, f: Filters, *, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Everything the dashboard shows, with one store refresh and one pass of the counts."""
+    """Everything the dashboard shows: one store refresh, one aggregate pass over the store
+    for the indicators and the funnel, one for the trend, one over the open deadlines."""
     moment = now or utcnow()
     refresh(session, ctx, now=moment)
-    groups = collect(session, ctx, f, now=moment)
+    groups = collect(session, ctx, f, now=moment, with_funnel=True)
     body = indicators(session, ctx, f, now=moment, refresh_first=False, collected=groups)
-    shape = funnel(
-        session,
-        ctx,
-        f,
-        now=moment,
-        refresh_first=False,
-        figures=groups.get("all") if f.basis == "detection" else None,
-    )
+    shape = funnel(session, ctx, f, now=moment, refresh_first=False, figures=groups.get("all"))
     return {
         "indicators": body,
         "funnel": shape,
@@ -1323,26 +1435,34 @@ def funnel(
     refresh_first: bool = True,
     figures: GroupFigures | None = None,
 ) -> dict[str, Any]:
-    """Episodes that ever reached each step, and where the current episodes stand now."""
+    """Episodes that ever reached each step, and where the current episodes stand now.
+
+    Always on the detection basis. ``figures`` from ``collect(..., with_funnel=True)`` are
+    used as they are; otherwise one narrow aggregate pass computes just the funnel.
+    """
+    from app.cases.workflow import Stage
+
     moment = now or utcnow()
     if refresh_first:
         refresh(session, ctx, now=moment)
-    if figures is None:
-        figures = collect(session, ctx, replace(f, basis="detection"), now=moment).get("all")
-    counts = figures.counts if figures else {s.name: 0 for s in COUNTS}
-    stmt = (
-        select(E.stage, func.count())
-        .where(E.is_current.is_(True), *base_conditions(replace(f, basis="detection")))
-        .group_by(E.stage)
-    )
-    current = {stage: int(n) for stage, n in execute(session, stmt)}
-    from app.cases.workflow import Stage
-
+    if figures is not None and figures.funnel_reached is not None:
+        reached, current = figures.funnel_reached, figures.current_stages or {}
+    else:
+        detection = replace(f, basis="detection")
+        steps = [
+            func.count().filter(COUNT_BY_NAME[key].condition(moment)).label(key)
+            for key, _label in FUNNEL_STEPS
+        ]
+        stmt = select(*steps, *_funnel_columns(detection, moment)).where(
+            *base_conditions(detection)
+        )
+        reached, current = _funnel_figures(execute(session, stmt).mappings().one(), detection)
     return {
         "generated_at": moment.isoformat(),
         "filters": f.as_params(),
         "reached": [
-            {"step": key, "label": label, "episodes": counts[key]} for key, label in FUNNEL_STEPS
+            {"step": key, "label": label, "episodes": reached.get(key, 0)}
+            for key, label in FUNNEL_STEPS
         ],
         "current_stage": [
             {"stage": stage.value, "cases": current.get(stage.value, 0)} for stage in Stage
@@ -1444,12 +1564,17 @@ def drill_down(
         if spec.sum_of is not None:
             condition = spec.sum_of > 0
         where = [*where, condition, anchored(f, spec.anchor)]
-    if overdue_kind:
+    if overdue_kind == "any":
+        # The current episode carries the case's earliest open deadline: no join.
+        where = [*where, E.is_current.is_(True), E.next_due_at < moment]
+    elif overdue_kind:
         D = open_deadlines.c
-        overdue_cases = select(D.case_id).where(D.due_at < moment)
-        if overdue_kind != "any":
-            overdue_cases = overdue_cases.where(D.kind == overdue_kind)
-        where = [*where, E.is_current.is_(True), E.case_id.in_(overdue_cases)]
+        overdue_cases = select(D.case_id).where(D.due_at < moment, D.kind == overdue_kind)
+        # "IS TRUE" keeps the subquery a hashed set probed once per row (one scan of each
+        # table). As a plain IN, PostgreSQL turns it into a semi-join and, expecting 1 % of
+        # the rows (it cannot estimate the row-level-security qual), picks a nested loop
+        # of one index probe per overdue case: 5x slower at 100,000 cases.
+        where = [*where, E.is_current.is_(True), E.case_id.in_(overdue_cases).is_(True)]
     columns = (
         E.case_id,
         E.episode,
@@ -1463,14 +1588,27 @@ def drill_down(
         E.rg_decided_at,
         E.id_decided_at,
     )
-    total = execute(session, select(func.count()).select_from(episodes).where(*where)).scalar()
+    # The page and the total in one pass: count(*) OVER () is evaluated over every
+    # matching episode before LIMIT applies. Only a page past the end needs a count. The
+    # window also keeps the ordering outside the scan: expecting few rows (see above), the
+    # planner would otherwise walk the detected_on index and fetch every row at random.
+    matching = (
+        select(*columns, func.count().over().label("total_matching")).where(*where).subquery()
+    )
     stmt = (
-        select(*columns)
-        .where(*where)
-        .order_by(E.detected_on.desc(), E.reference, E.episode)
+        select(matching)
+        .order_by(matching.c.detected_on.desc(), matching.c.reference, matching.c.episode)
         .limit(limit)
         .offset(offset)
     )
+    rows = list(execute(session, stmt))
+    if rows:
+        total = rows[0].total_matching
+    elif offset == 0:
+        total = 0
+    else:
+        count = select(func.count()).select_from(episodes).where(*where)
+        total = execute(session, count).scalar()
     items = [
         {
             "case_id": str(r.case_id),
@@ -1485,7 +1623,7 @@ def drill_down(
             "rg_decided_at": r.rg_decided_at.isoformat() if r.rg_decided_at else None,
             "id_decided_at": r.id_decided_at.isoformat() if r.id_decided_at else None,
         }
-        for r in execute(session, stmt)
+        for r in rows
     ]
     return {
         "filters": f.as_params(),
@@ -1500,6 +1638,60 @@ def drill_down(
 # --------------------------------------------------------------------------- trend
 
 
+TREND_BINS: tuple[tuple[int, int | None], ...] = (
+    (0, 30),
+    (31, 90),
+    (91, 180),
+    (181, 365),
+    (366, 730),
+    (731, None),
+)
+
+
+def _bin_label(low: int, high: int | None) -> str:
+    return f"{low}-{high}" if high is not None else f"> {low - 1}"
+
+
+def _decision_trend_in_sql(session: Session, where: list[ColumnElement[bool]]) -> dict[str, Any]:
+    """PostgreSQL: per quarter of decision, n, median, P90 and the bins, in one pass."""
+    days = E.id_days
+    bins = [
+        func.count().filter(and_(days >= low, *([days <= high] if high is not None else [])))
+        for low, high in TREND_BINS
+    ]
+    stmt = (
+        select(
+            E.id_decided_quarter,
+            func.count(),
+            func.percentile_cont(0.5).within_group(days),
+            func.percentile_cont(0.9).within_group(days),
+            *bins,
+        )
+        .where(*where)
+        .group_by(E.id_decided_quarter)
+    )
+    totals = [0] * len(TREND_BINS)
+    trend = []
+    for quarter, n, median, p90, *in_bins in execute(session, stmt):
+        trend.append(
+            {
+                "quarter": quarter or "unknown",
+                "n": int(n),
+                "median": _rounded(median),
+                "p90": _rounded(p90),
+            }
+        )
+        for i, count in enumerate(in_bins):
+            totals[i] += int(count)
+    return {
+        "distribution": [
+            {"label": _bin_label(low, high), "n": n}
+            for (low, high), n in zip(TREND_BINS, totals, strict=True)
+        ],
+        "trend": sorted(trend, key=lambda t: str(t["quarter"])),
+    }
+
+
 def decision_trend(
     session: Session,
     ctx: AppContext,
@@ -1512,13 +1704,16 @@ def decision_trend(
     moment = now or utcnow()
     if refresh_first:
         refresh(session, ctx, now=moment)
+    where = [*base_conditions(f), E.id_days.is_not(None), anchored(f, E.id_decided_at)]
+    if _is_postgresql(session):
+        return _decision_trend_in_sql(session, where)
     stmt = (
         select(E.id_decided_quarter, E.id_days, func.count())
-        .where(*base_conditions(f), E.id_days.is_not(None), anchored(f, E.id_decided_at))
+        .where(*where)
         .group_by(E.id_decided_quarter, E.id_days)
     )
     by_quarter: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    bins = [(0, 30), (31, 90), (91, 180), (181, 365), (366, 730), (731, None)]
+    bins = TREND_BINS
     counts = [0] * len(bins)
     for quarter, days, n in execute(session, stmt):
         by_quarter[quarter or "unknown"][int(days)] += int(n)
@@ -1528,7 +1723,7 @@ def decision_trend(
                 break
     return {
         "distribution": [
-            {"label": f"{low}-{high}" if high is not None else f"> {low - 1}", "n": n}
+            {"label": _bin_label(low, high), "n": n}
             for (low, high), n in zip(bins, counts, strict=True)
         ],
         "trend": [

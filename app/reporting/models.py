@@ -74,6 +74,9 @@ episodes = Table(
     Column("detected_month", String(7), nullable=False),
     Column("stage", String(40), nullable=False),
     Column("reflection_gated", Boolean, nullable=False),
+    # current episode only: earliest due date of the case's open deadlines (open_deadlines),
+    # so "has an overdue deadline" is a test on this row, not a join
+    _ts("next_due_at"),
     # milestones, from the timeline
     _ts("registered_at"),
     _ts("screened_at"),

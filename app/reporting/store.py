@@ -122,6 +122,23 @@ def refresh(
 
 
 def _stale_chains(session: Session) -> list[tuple[uuid.UUID, int]]:
+    """Case chains whose head moved since the store was built from them.
+
+    On PostgreSQL the join hashes every chain key (~9 MB at 100,000 cases); the planner,
+    expecting 1 % of the rows through the row-level-security qual, sizes the hash for a
+    few hundred and spills it to disk. More memory for this one statement only.
+    """
+    if is_sqlite(session):
+        return _stale_chains_query(session)
+    previous = session.execute(text("SELECT current_setting('work_mem')")).scalar_one()
+    session.execute(text("SELECT set_config('work_mem', '32MB', true)"))
+    try:
+        return _stale_chains_query(session)
+    finally:
+        session.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": previous})
+
+
+def _stale_chains_query(session: Session) -> list[tuple[uuid.UUID, int]]:
     stmt = (
         select(AuditChainHead.chain_key, AuditChainHead.seq)
         .outerjoin(case_sync, case_sync.c.chain_key == AuditChainHead.chain_key)
@@ -219,11 +236,18 @@ def _rebuild(
             detected_on=row.detected_on,
             stage=row.stage,
         )
-        episode_rows.extend(derive_episodes(dims, events.get(case_id, []), profile))
-        deadline_rows.extend(_open_deadlines(ctx, row))
+        derived = derive_episodes(dims, events.get(case_id, []), profile)
+        deadlines = _open_deadlines(ctx, row)
+        next_due = min((d["due_at"] for d in deadlines), default=None)
+        for episode in derived:
+            episode["next_due_at"] = next_due if episode["is_current"] else None
+        episode_rows.extend(derived)
+        deadline_rows.extend(deadlines)
     if not fresh:
-        for table in (open_deadlines, episodes, case_sync):
+        for table in (open_deadlines, episodes):
             execute(session, delete(table).where(table.c.case_id.in_(ids)))
+        keys = [f"case:{case_id}" for case_id in ids]  # by primary key: no scan of the table
+        execute(session, delete(case_sync).where(case_sync.c.chain_key.in_(keys)))
     options = {"schema_translate_map": _TRANSLATE} if is_sqlite(session) else None
     insert_rows(session, episodes, episode_rows, execution_options=options)
     insert_rows(session, open_deadlines, deadline_rows, execution_options=options)

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("detected_month", sa.String(length=7), nullable=False),
         sa.Column("stage", sa.String(length=40), nullable=False),
         sa.Column("reflection_gated", sa.Boolean(), nullable=False),
+        _ts("next_due_at"),
         _ts("registered_at"),
         _ts("screened_at"),
         _ts("declined_at"),

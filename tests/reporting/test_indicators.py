@@ -24,16 +24,18 @@ F  coe_default, adult. Referred Mon 2 Feb, positive RG Tue 3 Feb (1 working day)
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.audit import service as audit
 from app.cases.models import Case
 from app.cases.workflow import Event
 from app.reporting.indicators import drill_down, funnel, indicators, make_filters, percentile
-from app.reporting.store import refresh
+from app.reporting.models import open_deadlines
+from app.reporting.store import execute, refresh
 from tests.reporting.conftest import Scene, at
 
 NOW = at("2026-11-20 12:00")
@@ -270,6 +272,30 @@ def test_drill_down_lists_the_references_behind_a_figure(built, session, ctx) ->
         "case_id", "reference", "episode", "stage", "country_profile", "owning_agency_id",
         "age_band", "detected_on", "referred_at", "rg_decided_at", "id_decided_at",
     }  # fmt: skip
+
+
+def test_overdue_drill_down_pages_through_the_cases_with_a_deadline_past(
+    built, session, ctx
+) -> None:
+    everything = make_filters(ctx)
+    first = drill_down(session, ctx, everything, overdue_kind="any", limit=1, now=NOW)
+    # Checked against the open deadlines themselves, not the shortcut the list uses (the
+    # earliest due date kept on the current episode).
+    D = open_deadlines.c
+    expected = set(execute(session, select(D.case_id).where(D.due_at < NOW)).scalars())
+    assert built["D"].id in expected  # its reasonable-grounds decision was due on 8 June
+    assert first["total"] == len(expected) >= 2 and len(first["items"]) == 1
+    whole = drill_down(session, ctx, everything, overdue_kind="any", now=NOW)
+    assert {uuid.UUID(i["case_id"]) for i in whole["items"]} == expected
+    assert whole["items"][0] == first["items"][0]  # same order, page by page
+    beyond = drill_down(session, ctx, everything, overdue_kind="any", offset=50, now=NOW)
+    assert beyond["items"] == [] and beyond["total"] == len(expected)
+    rg = drill_down(session, ctx, everything, overdue_kind="reasonable_grounds_decision", now=NOW)
+    assert [i["reference"] for i in rg["items"]] == [built["D"].reference]
+    assert rg["total"] == 1
+    # Before any deadline fell due, nothing is overdue.
+    early = drill_down(session, ctx, everything, overdue_kind="any", now=at("2026-01-01 12:00"))
+    assert early == {**early, "total": 0, "items": []}
 
 
 def test_funnel_counts_reached_steps_and_current_stages(built, session, ctx) -> None:
