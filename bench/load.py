@@ -45,12 +45,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, measure_from: float = 0.0) -> None:
+        # Samples that start before `measure_from` (warm-up: first requests to each worker,
+        # cold caches, the 50 users starting at the same instant) are not counted.
+        self.measure_from = measure_from
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.lock = threading.Lock()
 
-    def add(self, route: str, seconds: float, status: int | str) -> None:
+    def add(self, route: str, seconds: float, status: int | str, started: float = 0.0) -> None:
+        if started and started < self.measure_from:
+            return
         with self.lock:
             ok = isinstance(status, int) and status < 400
             if ok:
@@ -96,7 +101,7 @@ def user_loop(
                         state[case] = (body["version"], body["stage"])
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
-            stats.add(route, time.monotonic() - start, status)
+            stats.add(route, time.monotonic() - start, status, started=start)
             if think:
                 time.sleep(rng.uniform(0, 2 * think))
     finally:
@@ -156,6 +161,9 @@ def main() -> None:
     )
     parser.add_argument("--baseline", type=float, default=10.0, help="seconds of /healthz")
     parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds of load not counted at the start"
+    )
+    parser.add_argument(
         "--admin-url",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
         help="PostgreSQL URL allowed to create and drop a database",
@@ -194,7 +202,8 @@ def main() -> None:
                         enumerate(seeded.usernames),
                     )
                 )
-            deadline = time.monotonic() + args.duration
+            stats.measure_from = time.monotonic() + args.warmup
+            deadline = stats.measure_from + args.duration
             threads = [
                 threading.Thread(
                     target=user_loop,
@@ -209,12 +218,11 @@ def main() -> None:
                 )
                 for i, username in enumerate(seeded.usernames)
             ]
-            began = time.monotonic()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            seconds = time.monotonic() - began
+            seconds = time.monotonic() - stats.measure_from  # the counted window only
             baseline_deadline = time.monotonic() + args.baseline
             probes = [
                 threading.Thread(
