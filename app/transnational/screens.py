@@ -23,6 +23,7 @@ from starlette.responses import Response
 from app.auth.actor import Actor
 from app.auth.dependencies import CurrentActor
 from app.cases import service as cases
+from app.cases.models import Case
 from app.context import AppContext, Ctx
 from app.db.session import DbSession
 from app.errors import DomainError, NotFound
@@ -215,17 +216,17 @@ def _send_page(
     session: Session,
     ctx: AppContext,
     actor: Actor,
-    case_id: uuid.UUID,
+    case: Case,
     partner: Partner | None,
     purpose: PackagePurpose | None,
     *,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    case = cases.load_case(session, ctx, actor, case_id)
+    """The send screen for a case the caller already loaded in scope."""
     preview: PreviewOut | None = None
     if partner is not None and purpose is not None:
-        preview = outgoing.preview(session, ctx, actor, case_id, partner.id, purpose)
+        preview = outgoing.preview(session, ctx, actor, case.id, partner.id, purpose)
     return render(
         request,
         "transnational/send.html",
@@ -249,11 +250,11 @@ def send_page(
 ) -> Response:
     """Choose the partner and purpose; the consent check and the preview follow at once."""
     # Scope before permission: a foreign case is "not found" and audited for every role.
-    cases.load_case(session, ctx, actor, case_id)
+    case = cases.load_case(session, ctx, actor, case_id)
     require_permission(ctx, actor, "handover.manage")
     q = request.query_params
     partner, purpose = _choice(session, q.get("partner_id") or "", q.get("purpose") or "")
-    return _send_page(request, session, ctx, actor, case_id, partner, purpose)
+    return _send_page(request, session, ctx, actor, case, partner, purpose)
 
 
 @router.post("/transnational/cases/{case_id}/send")
@@ -267,7 +268,7 @@ def send(
 ) -> Response:
     """Send exactly what the preview showed: the service checks consent again and builds the
     package from the same rules, inside this request's transaction."""
-    cases.load_case(session, ctx, actor, case_id)
+    case = cases.load_case(session, ctx, actor, case_id)
     require_permission(ctx, actor, "handover.manage")
     partner, purpose = _choice(session, text(form, "partner_id", limit=40), text(form, "purpose"))
     if partner is None or purpose is None:
@@ -278,7 +279,7 @@ def send(
             session,
             ctx,
             actor,
-            case_id,
+            case,
             partner,
             purpose,
             error=N_("Confirm that you checked the fields that will leave the country."),
@@ -294,7 +295,7 @@ def send(
             session,
             ctx,
             actor,
-            case_id,
+            case,
             partner,
             purpose,
             error=_problem_text(problem),
