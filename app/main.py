@@ -27,6 +27,7 @@ from app.logging import configure_logging, get_logger
 from app.operations import hooks as operations
 from app.reporting.routes import router as reporting_router
 from app.transnational.routes import router as transnational_router
+from app.transnational.transport import MESSAGES_PATH
 from app.web.middleware import RequestContextMiddleware
 from app.web.routes import router as web_router
 
@@ -179,7 +180,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database or Database(settings)
     install_error_handlers(app)
     operations.install(app, settings)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        own_limit_paths=(MESSAGES_PATH,),  # the exchange edge quarantines what it refuses
+    )
     app.include_router(auth_router)
     app.include_router(cases_router)
     app.include_router(workflow_router)

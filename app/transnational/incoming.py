@@ -5,6 +5,9 @@ Pipeline (each step refuses with a reason code; a refused message is quarantined
 code, the request's encrypted part kept as received, never imported, audited, raised as
 an alert, and answered with the code):
 
+0. at the edge, before the body is parsed (``app/transnational/edge.py``): its size
+   (``oversize``, 413, refused on a declared Content-Length before anything is read, or
+   while streaming) and its media type (``unsupported_media_type``, 415);
 1. size and shape of the request (``oversize``, ``malformed``);
 2. the JWE: allow-listed algorithms, no ``zip``, no ``jku``/``jwk``/``x5u``/``x5c``/``crit``,
    the content type, addressed to *our* key id, decrypts (``wrong_recipient_key``,
@@ -24,19 +27,28 @@ an alert, and answered with the code):
 
 Accepted messages are stored with the verified signed token verbatim (sealed) as evidence,
 and answered with a signed receipt.
+
+Floods: refusals are counted, not multiplied. Within a window (``QUARANTINE_WINDOW``) a
+source (address, claimed partner, reason code) gets at most ``ROWS_PER_SOURCE`` rows of
+its own; further refusals from it are counted on its latest row (``repeat_count``,
+``last_received_at``). Across all sources at most ``ROWS_PER_WINDOW`` rows are opened per
+window; past that, refusals are counted on the latest row with the same reason code. A new
+row is audited and raised as an alert; a counted repeat is audited when its count reaches
+a power of two (2, 4, 8, ...), so the audit trail grows with the logarithm of a flood.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -110,7 +122,14 @@ from app.transnational.vocab import MessageType, StatusCode
 log = get_logger("passage.transnational")
 
 QUARANTINE_CHAIN = "transnational:quarantine"
-STATUS_BY_REASON = {"replayed": 409, "oversize": 413}
+STATUS_BY_REASON = {"replayed": 409, "oversize": 413, "unsupported_media_type": 415}
+
+# Flood bounds (module docstring, docs/transnational.md).
+QUARANTINE_WINDOW = timedelta(minutes=10)
+ROWS_PER_SOURCE = 10
+ROWS_PER_WINDOW = 100
+# Serialises quarantine writes across workers on PostgreSQL (pg_advisory_xact_lock key).
+_QUARANTINE_LOCK = 0x5051_7561_7261_6E74  # "PQuarant"
 
 # Which message may arrive on which side of a thread, and in which thread states.
 # Sending side (our thread is "outgoing"): the receiving partner answers.
@@ -166,8 +185,10 @@ class _Seen:
     """What is known about a request so far, to describe it if it is refused."""
 
     size: int
-    sha256: str
+    sha256: str | None
     token: str | None = None
+    source_address: str | None = None
+    content_type: str | None = None
     claimed_issuer: str | None = None
     claimed_kid: str | None = None
     claimed_jti: str | None = None
@@ -192,11 +213,54 @@ def _short(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) else None
 
 
-def receive(session: Session, ctx: AppContext, raw: bytes) -> Delivery:
+def source_address(host: str | None) -> str | None:
+    """The peer address as the server saw it (uvicorn applies trusted proxy headers), kept
+    only when it is an IP address."""
+    if not host:
+        return None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def refuse_at_edge(
+    session: Session,
+    ctx: AppContext,
+    *,
+    code: str,
+    message: str,
+    size: int,
+    sha256: str | None,
+    content_type: str | None,
+    source: str | None,
+) -> Delivery:
+    """Quarantine and audit a request refused before its body was parsed (edge.py): only
+    its size, hash (if read whole), claimed media type and source address are kept."""
+    rls.apply_system(session)
+    seen = _Seen(size=size, sha256=sha256, source_address=source, content_type=content_type)
+    return _quarantine(
+        session, ctx, get_local(session), seen, PackageRefused(code, message), utcnow()
+    )
+
+
+def receive(
+    session: Session,
+    ctx: AppContext,
+    raw: bytes,
+    *,
+    source: str | None = None,
+    content_type: str | None = None,
+) -> Delivery:
     """Handle one POST to /api/v1/exchange/messages inside the request's transaction."""
     rls.apply_system(session)  # an instance, not a user: audited as the exchange
     now = utcnow()
-    seen = _Seen(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    seen = _Seen(
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        source_address=source,
+        content_type=content_type,
+    )
     # Checked only once the package has decrypted with our key: garbage is refused (and
     # quarantined) as such, whether or not the exchange identity is configured.
     local = get_local(session)
@@ -724,14 +788,87 @@ def _duplicate(
     return Delivery(200, {"receipt": receipt, "duplicate": True})
 
 
-def _quarantine(
-    session: Session,
-    ctx: AppContext,
-    local: LocalInstance | None,
-    seen: _Seen,
-    refusal: PackageRefused,
-    now: datetime,
-) -> Delivery:
+def _serialise_quarantine(session: Session) -> None:
+    """One quarantine write at a time across workers, so that counting and row caps hold.
+    (SQLite serialises writers itself.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _QUARANTINE_LOCK})
+
+
+def _counted_on(
+    session: Session, seen: _Seen, code: str, now: datetime
+) -> QuarantinedPackage | None:
+    """The row this refusal is counted on, or None when it gets a row of its own."""
+    since = now - QUARANTINE_WINDOW
+    recent = (
+        QuarantinedPackage.reason_code == code,
+        QuarantinedPackage.received_at >= since,
+        QuarantinedPackage.reviewed_at.is_(None),
+    )
+    partner_id = seen.partner.id if seen.partner else None
+    same_source = (
+        *recent,
+        QuarantinedPackage.source_address.is_not_distinct_from(seen.source_address),
+        QuarantinedPackage.partner_id.is_not_distinct_from(partner_id),
+    )
+    own = session.scalar(select(func.count()).select_from(QuarantinedPackage).where(*same_source))
+    if (own or 0) >= ROWS_PER_SOURCE:
+        return session.scalars(
+            select(QuarantinedPackage)
+            .where(*same_source)
+            .order_by(QuarantinedPackage.received_at.desc())
+            .limit(1)
+        ).first()
+    opened = session.scalar(
+        select(func.count())
+        .select_from(QuarantinedPackage)
+        .where(QuarantinedPackage.received_at >= since)
+    )
+    if (opened or 0) >= ROWS_PER_WINDOW:
+        return session.scalars(
+            select(QuarantinedPackage)
+            .where(*recent)
+            .order_by(QuarantinedPackage.received_at.desc())
+            .limit(1)
+        ).first()  # None for a reason not seen yet in the window: a row of its own
+    return None
+
+
+def _count_repeat(session: Session, row: QuarantinedPackage, now: datetime) -> None:
+    session.execute(
+        update(QuarantinedPackage)
+        .where(QuarantinedPackage.id == row.id)
+        .values(repeat_count=QuarantinedPackage.repeat_count + 1, last_received_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(row, ["repeat_count", "last_received_at"])
+    count = row.repeat_count
+    if count & (count - 1) == 0:  # 2, 4, 8, ...: a flood shows, the trail stays small
+        audit.record(
+            session,
+            EXCHANGE_ACTOR,
+            "transnational_refusals_repeated",
+            chain_key=QUARANTINE_CHAIN,
+            entity_type="transnational_quarantine",
+            entity_id=row.id,
+            details={
+                "reason_code": row.reason_code,
+                "partner_id": str(row.partner_id) if row.partner_id else None,
+                "repeat_count": count,
+            },
+            occurred_at=now,
+        )
+        log.warning(
+            "transnational_refusals_repeated",
+            reason_code=row.reason_code,
+            quarantine_id=str(row.id),
+            repeat_count=count,
+        )
+
+
+def _open_row(
+    session: Session, seen: _Seen, refusal: PackageRefused, now: datetime
+) -> QuarantinedPackage:
     row = QuarantinedPackage(
         received_at=now,
         reason_code=refusal.code,
@@ -743,7 +880,10 @@ def _quarantine(
         claimed_typ=seen.claimed_typ,
         size=seen.size,
         sha256=seen.sha256,
-        body=seen.token if refusal.code != "oversize" else None,
+        body=seen.token if refusal.code not in _NO_BODY else None,
+        content_type=seen.content_type,
+        source_address=seen.source_address,
+        repeat_count=1,
     )
     session.add(row)
     session.flush()
@@ -757,6 +897,7 @@ def _quarantine(
         details={
             "reason_code": refusal.code,
             "partner_id": str(seen.partner.id) if seen.partner else None,
+            "size": seen.size,
         },
         occurred_at=now,
     )
@@ -770,6 +911,26 @@ def _quarantine(
     log.warning(
         "transnational_package_quarantined", reason_code=refusal.code, quarantine_id=str(row.id)
     )
+    return row
+
+
+_NO_BODY = frozenset({"oversize", "unsupported_media_type"})
+
+
+def _quarantine(
+    session: Session,
+    ctx: AppContext,
+    local: LocalInstance | None,
+    seen: _Seen,
+    refusal: PackageRefused,
+    now: datetime,
+) -> Delivery:
+    _serialise_quarantine(session)
+    row = _counted_on(session, seen, refusal.code, now)
+    if row is not None:
+        _count_repeat(session, row, now)
+    else:
+        row = _open_row(session, seen, refusal, now)
     receipt = None
     if seen.partner is not None and local is not None:
         own = instance_keys(ctx)

@@ -301,8 +301,13 @@ class QuarantinedPackage(IdMixin, Base):
     """A message that failed verification: never imported, kept with the reason.
 
     `body` is the encrypted request part as received (ciphertext to our key, never the
-    decrypted content); oversize bodies keep only their size and hash. `claimed_*` values
-    are unverified and only describe what arrived."""
+    decrypted content); bodies refused at the edge (oversize, wrong media type) keep only
+    their size, their hash when they were read whole, the claimed media type and the source
+    address. `claimed_*` values are unverified and only describe what arrived.
+
+    Repeated refusals from one source are counted on one row (`repeat_count`,
+    `last_received_at`) instead of adding rows without bound (app/transnational/incoming.py,
+    docs/transnational.md)."""
 
     __tablename__ = "transnational_quarantine"
 
@@ -315,7 +320,13 @@ class QuarantinedPackage(IdMixin, Base):
     claimed_jti: Mapped[str | None] = mapped_column(String(100))
     claimed_typ: Mapped[str | None] = mapped_column(String(40))
     size: Mapped[int] = mapped_column()
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str | None] = mapped_column(Text)
+    # The media type as claimed (type/subtype, parameter names, the charset value only).
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    # The peer address as the server saw it (after trusted proxy headers), when it is one.
+    source_address: Mapped[str | None] = mapped_column(String(45))
+    repeat_count: Mapped[int] = mapped_column(default=1, server_default="1")
+    last_received_at: Mapped[datetime | None] = mapped_column()
     reviewed_at: Mapped[datetime | None] = mapped_column()
     reviewed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))

@@ -106,6 +106,11 @@ EXCHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ReceiptOut, "description": "Received (or a duplicate): a signed receipt"},
     409: {"model": RefusalOut, "description": "Refused: replayed package id (quarantined)"},
     413: {"model": RefusalOut, "description": "Refused: oversize (quarantined)"},
+    415: {
+        "model": RefusalOut,
+        "description": "Refused: the body is not application/json (charset utf-8 only); "
+        "quarantined",
+    },
     422: {
         "model": RefusalOut,
         "description": "Refused with a reason code (quarantined); a known sender also gets a "

@@ -257,7 +257,11 @@ def quarantine(
         raise Forbidden("your role may not see quarantined packages")
     rows = session.scalars(
         select(QuarantinedPackage)
-        .order_by(QuarantinedPackage.received_at.desc())
+        .order_by(  # a row still counting a flood stays on top
+            func.coalesce(
+                QuarantinedPackage.last_received_at, QuarantinedPackage.received_at
+            ).desc()
+        )
         .limit(min(limit, 500))
     )
     return [
@@ -274,6 +278,10 @@ def quarantine(
             size=r.size,
             sha256=r.sha256,
             body_kept=r.body is not None,
+            content_type=r.content_type,
+            source_address=r.source_address,
+            repeat_count=r.repeat_count,
+            last_received_at=r.last_received_at,
         )
         for r in rows
     ]

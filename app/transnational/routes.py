@@ -11,6 +11,7 @@ Two audiences:
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -25,6 +26,7 @@ from app.db.session import DbSession
 from app.transnational import (
     classification,
     directory,
+    edge,
     incoming,
     outgoing,
     reads,
@@ -40,6 +42,7 @@ from app.transnational.openapi import (
     PUBLIC_RESPONSES,
     errors,
 )
+from app.transnational.protocol import MAX_BODY_BYTES
 from app.transnational.schemas import (
     AcceptIn,
     ActionOut,
@@ -88,10 +91,38 @@ api = APIRouter(prefix="/api/v1/transnational", tags=["transnational"])
     openapi_extra=EXCHANGE_REQUEST_BODY,
 )
 async def receive_message(request: Request, session: DbSession, ctx: Ctx) -> JSONResponse:
-    """Deliver one message (JWE) and its attachments; answered with a signed receipt, or a
-    refusal code (the message is quarantined)."""
-    raw = await request.body()
-    delivery = await run_in_threadpool(incoming.receive, session, ctx, raw)
+    """Deliver one message (JWE) and its attachments as `application/json` (optionally
+    `; charset=utf-8`), at most 800,000 bytes; answered with a signed receipt, or a refusal
+    code (the message is quarantined; a body over the limit or of another media type too,
+    by its size, hash, claimed media type and source address only)."""
+    source = incoming.source_address(request.client.host if request.client else None)
+    limit = min(MAX_BODY_BYTES, request.app.state.settings.max_body_bytes)
+    read = await edge.read_body(request, limit)
+    if isinstance(read, edge.EdgeRefusal):
+        delivery = await run_in_threadpool(
+            partial(
+                incoming.refuse_at_edge,
+                session,
+                ctx,
+                code=read.code,
+                message=read.message,
+                size=read.size,
+                sha256=read.sha256,
+                content_type=read.content_type,
+                source=source,
+            )
+        )
+    else:
+        delivery = await run_in_threadpool(
+            partial(
+                incoming.receive,
+                session,
+                ctx,
+                read.raw,
+                source=source,
+                content_type=read.content_type,
+            )
+        )
     return JSONResponse(delivery.body, status_code=delivery.status_code, headers=delivery.headers)
 
 

@@ -357,8 +357,12 @@ class QuarantineOut(BaseModel):
     claimed_jti: str | None
     claimed_typ: str | None
     size: int
-    sha256: str
+    sha256: str | None
     body_kept: bool
+    content_type: str | None = None
+    source_address: str | None = None
+    repeat_count: int = 1
+    last_received_at: datetime | None = None
 
 
 # -- classification --------------------------------------------------------------------------

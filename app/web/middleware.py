@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,11 +28,20 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 
 
 class RequestContextMiddleware:
-    """Request id, security headers, no-store by default, and a request body limit."""
+    """Request id, security headers, no-store by default, and a request body limit.
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    `own_limit_paths` are routes that enforce a lower limit themselves, reading the body as
+    a stream, and must record what they refuse (the instance-to-instance exchange endpoint
+    quarantines and audits an oversize body: app/transnational/edge.py). This middleware
+    leaves their body to them: refused here, the refusal would leave no trace.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, own_limit_paths: Collection[str] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.own_limit_paths = frozenset(own_limit_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,10 +51,15 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         is_static = scope["path"].startswith("/static/")
+        own_limit = scope["path"] in self.own_limit_paths
 
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+        if (
+            not own_limit
+            and length is not None
+            and (not length.isdigit() or int(length) > self.max_body_bytes)
+        ):
             await _send_plain(
                 send,
                 413,
@@ -81,7 +95,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_headers)
+            await self.app(scope, receive if own_limit else limited_receive, send_with_headers)
         except BodyTooLarge:
             await _send_plain(
                 send,
