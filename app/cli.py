@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import select
 
+# Every model, before any command runs: a query that touches one table must be able to
+# resolve the foreign keys of all (tests/operations/test_cli_commands.py runs each command).
+import app.db.models  # noqa: F401
 from app.config import DEMO_KEYS_MARKER, REPO_ROOT, get_settings
 from app.operations.commands import register as register_operations_commands
 from app.transnational.commands import register as register_exchange_commands
@@ -186,48 +189,72 @@ def create_user(
 
 @keys_cli.command("status")
 def keys_status() -> None:
-    """Show key-encryption keys and how many data keys each wraps."""
+    """Show key-encryption keys and how many wrapped keys of each kind each one wraps."""
     ctx = _context()
     with _session() as session:
-        in_use = ctx.keys.keys_in_use(session)
+        by_kind = ctx.keys.keys_in_use_by_kind(session)
     for rec in ctx.keys.keyring.records():
         state = (
             "retired"
             if rec.retired
             else ("active" if rec.kid == ctx.keys.keyring.active_kid else "usable")
         )
-        typer.echo(
-            f"{rec.kid}  {state:8}  created {rec.created_at}  wraps {in_use.get(rec.kid, 0)} data keys"
-        )
+        wraps = ", ".join(f"{counts.get(rec.kid, 0)} {kind}" for kind, counts in by_kind.items())
+        typer.echo(f"{rec.kid}  {state:8}  created {rec.created_at}  wraps {wraps}")
+    unknown = {
+        kid
+        for counts in by_kind.values()
+        for kid in counts
+        if kid != "plain" and kid not in ctx.keys.keyring.usable_kids()
+    }
+    for kid in sorted(unknown):
+        typer.echo(f"{kid}  MISSING  wrapped keys refer to a key that is not in the ring", err=True)
+    if unknown:
+        raise typer.Exit(1)
 
 
 @keys_cli.command("rotate")
 def keys_rotate(batch_size: int = 500) -> None:
-    """Add a new key-encryption key and re-wrap every data key under it (fields untouched)."""
+    """Add a key-encryption key and re-wrap every wrapped key under it (fields untouched).
+
+    If an earlier rotation did not finish, this finishes it instead of adding another key.
+    """
+    from app.crypto.rotation import RotationIncomplete, rotate
+
     ctx = _context()
-    kid = ctx.keys.keyring.add_key()
-    total = 0
-    while True:
-        with _session() as session, session.begin():
-            done = ctx.keys.rewrap(session, batch_size=batch_size)
-        total += done
-        if done == 0:
-            break
-    typer.echo(f"new active key {kid}; re-wrapped {total} data keys")
+    try:
+        result = rotate(_session, ctx.keys, batch_size=batch_size)
+    except RotationIncomplete as exc:
+        typer.echo(f"rotation incomplete: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    verb = "resumed the unfinished rotation to" if result.resumed else "new active key"
+    done = ", ".join(f"{n} {kind}" for kind, n in sorted(result.rewrapped.items())) or "nothing"
+    typer.echo(f"{verb} {result.active_kid}; re-wrapped {done}")
+    if result.relabelled:
+        fixed = ", ".join(f"{n} {kind}" for kind, n in sorted(result.relabelled.items()))
+        typer.echo(f"repaired key labels of {fixed}")
 
 
 @keys_cli.command("retire")
-def keys_retire(kid: str) -> None:
-    """Retire an old key and destroy its file (refused while it still wraps data keys)."""
+def keys_retire(
+    kid: str,
+    grace_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Wait until the key has been inactive this long (late writers), then check."
+        ),
+    ] = 60.0,
+) -> None:
+    """Retire an old key and destroy its file (refused while anything is wrapped by it)."""
+    from app.crypto.errors import KeyFileError, UnknownKeyError
+    from app.crypto.rotation import RotationIncomplete, retire
+
     ctx = _context()
-    with _session() as session:
-        in_use = ctx.keys.keys_in_use(session).get(kid, 0)
-    if in_use:
-        typer.echo(
-            f"key {kid} still wraps {in_use} data keys; run 'passage keys rotate' first", err=True
-        )
-        raise typer.Exit(2)
-    ctx.keys.keyring.retire(kid)
+    try:
+        retire(_session, ctx.keys, kid, grace_seconds=grace_seconds)
+    except (RotationIncomplete, KeyFileError, UnknownKeyError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"key {kid} retired and destroyed")
 
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +32,16 @@ SESSION_KEY = "session.key"
 SIGNING_KEY = "instance-signing.pem"  # ES256: machine API tokens, signed referral packages
 
 
+#: The additional data bound to a wrapped key names the KEK that wraps it, so it can only be
+#: computed once the wrapping KEK is chosen: callers pass a function of the key id.
+AadFor = Callable[[str], bytes]
+
+
 class KeyEncryptionProvider(Protocol):
     @property
     def active_kid(self) -> str: ...
 
-    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]: ...
+    def wrap(self, data_key: bytes, aad_for: AadFor) -> tuple[str, bytes]: ...
 
     def unwrap(self, kid: str, wrapped: bytes, aad: bytes) -> bytes: ...
 
@@ -47,6 +53,16 @@ class KekRecord:
     kid: str
     created_at: str
     retired: bool = False
+
+
+@dataclass(frozen=True)
+class _RingState:
+    """One consistent view of the ring: a wrap reads the active id and its key from one object,
+    so a reload in another thread can never pair one key id with another key."""
+
+    records: tuple[KekRecord, ...]
+    keys: dict[str, AESGCM]
+    active: str
 
 
 def _write_secret_file(path: Path, data: bytes) -> None:
@@ -111,9 +127,7 @@ class FileKeyRing:
 
     def __init__(self, keys_dir: Path) -> None:
         self.keys_dir = keys_dir
-        self._records: list[KekRecord] = []
-        self._active: str = ""
-        self._keys: dict[str, AESGCM] = {}
+        self._state = _RingState((), {}, "")
         self._loaded_signature: tuple[int, int, int] | None = None
         self._reload_lock = threading.Lock()
         self.reload()
@@ -166,8 +180,7 @@ class FileKeyRing:
         }
         if active not in keys:
             raise KeyFileError(f"active key id {active} has no usable key file")
-        # Keys before the active id: a concurrent wrap never sees an active id without its key.
-        self._records, self._keys, self._active = records, keys, active
+        self._state = _RingState(tuple(records), keys, active)
         self._loaded_signature = signature
 
     @classmethod
@@ -191,52 +204,86 @@ class FileKeyRing:
     # -- provider interface ------------------------------------------------------------------
     @property
     def active_kid(self) -> str:
-        return self._active
+        return self._state.active
 
     def usable_kids(self) -> list[str]:
-        return list(self._keys)
+        return list(self._state.keys)
 
     def records(self) -> list[KekRecord]:
-        return list(self._records)
+        return list(self._state.records)
 
-    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
-        # New data keys go under the KEK that is active now, even if another process rotated.
+    def wrap(self, data_key: bytes, aad_for: AadFor) -> tuple[str, bytes]:
+        """Wrap under the KEK active now; the returned key id is the one to record.
+
+        New data keys go under the KEK that is active now, even if another process rotated:
+        the ring reloads first, then the key id, the additional data and the key come from one
+        snapshot. Recording any other id would make the wrapped key unreadable.
+        """
         self.reload_if_changed()
-        active = self._active
+        state = self._state
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return active, nonce + self._keys[active].encrypt(nonce, data_key, aad)
+        sealed = state.keys[state.active].encrypt(nonce, data_key, aad_for(state.active))
+        return state.active, nonce + sealed
 
     def unwrap(self, kid: str, wrapped: bytes, aad: bytes) -> bytes:
-        key = self._keys.get(kid)
-        if key is None and self.reload_if_changed():
-            key = self._keys.get(kid)  # a KEK added by another process since we loaded
-        if key is None:
+        return self.unwrap_finding_key(kid, wrapped, aad)[1]
+
+    def unwrap_finding_key(self, kid: str, wrapped: bytes, aad: bytes) -> tuple[str, bytes]:
+        """(id of the KEK that opened it, data key). The labelled KEK is tried first.
+
+        Versions before 2026-12 could label a key wrapped right after a rotation with the
+        previous KEK's id while the new KEK wrapped it (the additional data carries the
+        label, so it still authenticates). Trying the other usable KEKs reads those keys
+        back; `passage keys rotate` then stores them under a correct label.
+        """
+        state = self._state
+        if kid not in state.keys and self.reload_if_changed():
+            state = self._state  # a KEK added by another process since we loaded
+        labelled = state.keys.get(kid)
+        if labelled is None:
             raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring (retired?)")
-        try:
-            return key.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
-        except InvalidTag as exc:
-            raise SealedValueIntegrityError(
-                f"wrapped data key failed its integrity check (kek {kid})"
-            ) from exc
+        nonce, body = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
+        for attempt in range(2):
+            for candidate, key in sorted(state.keys.items(), key=lambda item: item[0] != kid):
+                try:
+                    return candidate, key.decrypt(nonce, body, aad)
+                except InvalidTag:
+                    continue
+            if attempt or not self.reload_if_changed():
+                break
+            state = self._state  # the KEK that wrapped it may be newer than this process
+        raise SealedValueIntegrityError(f"wrapped data key failed its integrity check (kek {kid})")
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def replaced_at(self, kid: str) -> datetime | None:
+        """When `kid` stopped being the active key (its successor's creation), None if active."""
+        records = self._state.records
+        for index, record in enumerate(records):
+            if record.kid == kid:
+                later = records[index + 1 :]
+                return datetime.fromisoformat(later[0].created_at) if later else None
+        raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring")
+
     def add_key(self) -> str:
         """Add a new KEK and make it active. Old ids keep unwrapping until retired."""
         kid = _new_kid()
         create_secret_file(self.keys_dir / f"kek-{kid}.key")
-        records = [*self._records, KekRecord(kid=kid, created_at=_now())]
+        self.reload()  # build on the manifest as it is now, not as this process last read it
+        records = [*self._state.records, KekRecord(kid=kid, created_at=_now())]
         _write_manifest(self.keys_dir, kid, records)
         self.reload()
         return kid
 
     def retire(self, kid: str) -> None:
         """Mark a KEK retired and destroy its file: wrapped keys in old backups die with it."""
-        if kid == self._active:
+        self.reload()
+        state = self._state
+        if kid == state.active:
             raise KeyFileError("the active key cannot be retired; rotate first")
-        if not any(r.kid == kid for r in self._records):
+        if not any(r.kid == kid for r in state.records):
             raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring")
-        records = [KekRecord(r.kid, r.created_at, r.retired or r.kid == kid) for r in self._records]
-        _write_manifest(self.keys_dir, self._active, records)
+        records = [KekRecord(r.kid, r.created_at, r.retired or r.kid == kid) for r in state.records]
+        _write_manifest(self.keys_dir, state.active, records)
         (self.keys_dir / f"kek-{kid}.key").unlink(missing_ok=True)
         self.reload()
 

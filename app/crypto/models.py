@@ -6,6 +6,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto.envelope import data_key_aad
+from app.crypto.wrapped import WrappedKeyKind, register
 from app.db.base import Base, IdMixin, utcnow
 
 
@@ -31,3 +33,10 @@ class BlindIndexEntry(IdMixin, Base):
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agencies.id"))
     index_name: Mapped[str] = mapped_column(String(40))
     digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+def _data_key_aad(kek_kid: str, row: DataKey) -> bytes:
+    return data_key_aad(kek_kid, row.id, row.victim_id)
+
+
+DATA_KEYS = register(WrappedKeyKind("victim_data_keys", DataKey, _data_key_aad))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.crypto.blind_index import BlindIndexer
 from app.crypto.envelope import FieldCipher, PlainCodec, data_key_aad, new_data_key
-from app.crypto.errors import DataKeyShreddedError
+from app.crypto.errors import DataKeyShreddedError, SealedValueIntegrityError, UnknownKeyError
 from app.crypto.keyring import (
     BLIND_INDEX_KEY,
     SESSION_KEY,
@@ -21,6 +22,7 @@ from app.crypto.keyring import (
     read_signing_key,
 )
 from app.crypto.models import BlindIndexEntry, DataKey
+from app.crypto.wrapped import PLAIN_KID, WrappedKeyKind, kinds
 from app.db.base import new_id, utcnow
 
 _CACHE = "passage.data_keys"
@@ -34,11 +36,24 @@ class Codec(Protocol):
     def open(self, table: str, column: str, row_id: uuid.UUID, blob: bytes | None) -> Any: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class RewrapReport:
+    """What one pass of re-wrapping did, per kind of wrapped key."""
+
     active_kid: str
-    rewrapped: int
-    remaining_on_old_keys: int
+    rewrapped: dict[str, int] = field(default_factory=dict)
+    #: Keys labelled with the wrong KEK id (see FileKeyRing.unwrap_finding_key), now fixed.
+    relabelled: dict[str, int] = field(default_factory=dict)
+    #: Keys that no usable KEK opens: left as they are, counted, and retirement is refused.
+    unreadable: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.rewrapped.values())
+
+
+def _aad_of(kind: WrappedKeyKind, row: Any, kek_kid: str) -> bytes:
+    return kind.aad(kek_kid, row)
 
 
 class KeyService:
@@ -56,12 +71,11 @@ class KeyService:
         """A fresh data key for a victim about to be inserted: add the row after the victim."""
         key_id = new_id()
         if not self.encryption_enabled:
-            row = DataKey(id=key_id, victim_id=victim_id, kek_kid="plain", wrapped_key=b"")
+            row = DataKey(id=key_id, victim_id=victim_id, kek_kid=PLAIN_KID, wrapped_key=b"")
             codec: Codec = PlainCodec(key_id)
         else:
             dek = new_data_key()
-            kid = self.keyring.active_kid
-            _, wrapped = self.keyring.wrap(dek, data_key_aad(kid, key_id, victim_id))
+            kid, wrapped = self.keyring.wrap(dek, lambda kid: data_key_aad(kid, key_id, victim_id))
             row = DataKey(id=key_id, victim_id=victim_id, kek_kid=kid, wrapped_key=wrapped)
             codec = FieldCipher(key_id, dek)
         session.info.setdefault(_CACHE, {})[victim_id] = codec
@@ -75,7 +89,7 @@ class KeyService:
         row = session.scalars(select(DataKey).where(DataKey.victim_id == victim_id)).one_or_none()
         if row is None:
             raise DataKeyShreddedError(f"victim {victim_id} has no data key (erased)")
-        if row.kek_kid == "plain":
+        if row.kek_kid == PLAIN_KID:
             codec = PlainCodec(row.id)
         else:
             dek = self.keyring.unwrap(
@@ -87,27 +101,81 @@ class KeyService:
 
     # -- rotation ----------------------------------------------------------------------------
     def rewrap(self, session: Session, *, batch_size: int = 500) -> int:
-        """Re-wrap up to batch_size data keys still wrapped by an old KEK. Fields untouched."""
-        active = self.keyring.active_kid
-        rows = session.scalars(
-            select(DataKey)
-            .where(DataKey.kek_kid != active, DataKey.kek_kid != "plain")
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for row in rows:
-            dek = self.keyring.unwrap(
-                row.kek_kid, row.wrapped_key, data_key_aad(row.kek_kid, row.id, row.victim_id)
-            )
-            _, row.wrapped_key = self.keyring.wrap(dek, data_key_aad(active, row.id, row.victim_id))
-            row.kek_kid = active
-            row.rewrapped_at = utcnow()
+        """Re-wrap up to batch_size keys of every kind still under an old KEK; how many.
+
+        Field ciphertexts are untouched. Keys that no KEK opens are skipped (see
+        `rewrap_batch`); loop until this returns 0.
+        """
+        return self.rewrap_batch(session, batch_size=batch_size).total
+
+    def rewrap_batch(
+        self,
+        session: Session,
+        *,
+        batch_size: int = 500,
+        only_kid: str | None = None,
+        skip: set[uuid.UUID] | None = None,
+    ) -> RewrapReport:
+        """One batch per kind: keys wrapped by a KEK other than the active one (or by
+        `only_kid`), re-wrapped under the active KEK. Rows in `skip` (found unreadable by an
+        earlier batch) are not tried again; unreadable rows found now are added to it."""
+        report = RewrapReport(active_kid=self.keyring.active_kid)
+        skip = skip if skip is not None else set()
+        for kind in kinds():
+            self._rewrap_kind(session, kind, batch_size, only_kid, skip, report)
         session.flush()
-        return len(rows)
+        return report
+
+    def _rewrap_kind(
+        self,
+        session: Session,
+        kind: WrappedKeyKind,
+        batch_size: int,
+        only_kid: str | None,
+        skip: set[uuid.UUID],
+        report: RewrapReport,
+    ) -> None:
+        model = kind.model
+        stmt = select(model).where(model.kek_kid != PLAIN_KID)
+        if only_kid is not None:
+            stmt = stmt.where(model.kek_kid == only_kid)
+        else:
+            stmt = stmt.where(model.kek_kid != self.keyring.active_kid)
+        if skip:
+            stmt = stmt.where(model.id.not_in(skip))
+        rows = session.scalars(stmt.limit(batch_size).with_for_update(skip_locked=True)).all()
+        for row in rows:
+            try:
+                found, dek = self.keyring.unwrap_finding_key(
+                    row.kek_kid, row.wrapped_key, kind.aad(row.kek_kid, row)
+                )
+            except (SealedValueIntegrityError, UnknownKeyError):
+                skip.add(row.id)
+                report.unreadable[kind.name] = report.unreadable.get(kind.name, 0) + 1
+                continue
+            if found != row.kek_kid:
+                report.relabelled[kind.name] = report.relabelled.get(kind.name, 0) + 1
+            # The id recorded is the id that wrapped, from the same call.
+            row.kek_kid, row.wrapped_key = self.keyring.wrap(
+                dek, functools.partial(_aad_of, kind, row)
+            )
+            row.rewrapped_at = utcnow()
+            report.rewrapped[kind.name] = report.rewrapped.get(kind.name, 0) + 1
 
     def keys_in_use(self, session: Session) -> dict[str, int]:
-        stmt = select(DataKey.kek_kid, func.count()).group_by(DataKey.kek_kid)
-        return {kid: count for kid, count in session.execute(stmt)}
+        """How many wrapped keys of every kind each KEK id wraps."""
+        totals: dict[str, int] = {}
+        for counts in self.keys_in_use_by_kind(session).values():
+            for kid, count in counts.items():
+                totals[kid] = totals.get(kid, 0) + count
+        return totals
+
+    def keys_in_use_by_kind(self, session: Session) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        for kind in kinds():
+            stmt = select(kind.model.kek_kid, func.count()).group_by(kind.model.kek_kid)
+            result[kind.name] = {kid: count for kid, count in session.execute(stmt)}
+        return result
 
     # -- erasure -----------------------------------------------------------------------------
     def shred(self, session: Session, victim_id: uuid.UUID) -> None:

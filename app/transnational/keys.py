@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
@@ -30,9 +30,9 @@ from app.crypto.keyring import (
     read_signing_key,
 )
 from app.crypto.service import Codec
-from app.db.base import utcnow
+from app.crypto.wrapped import PLAIN_KID
 from app.errors import InvalidInput
-from app.transnational.models import ExchangeKey
+from app.transnational.models import ExchangeKey, exchange_key_aad
 
 _CACHE_KEY = "passage.exchange_keys"
 
@@ -140,24 +140,19 @@ def instance_keys(ctx: AppContext) -> InstanceKeys:
 
 
 # -- per-exchange data keys ------------------------------------------------------------------
-def _aad(kek_kid: str, key_id: uuid.UUID, exchange_id: uuid.UUID) -> bytes:
-    return b"|".join(
-        [b"passage:exchange-key", b"1", kek_kid.encode(), key_id.bytes, exchange_id.bytes]
-    )
-
-
 def new_exchange_key(session: Session, ctx: AppContext, exchange_id: uuid.UUID) -> Codec:
     """A fresh data key for a new exchange (add the exchange row first)."""
     row = ExchangeKey(exchange_id=exchange_id, kek_kid="", wrapped_key=b"")
     codec: Codec
     if not ctx.keys.encryption_enabled:
-        row.kek_kid = "plain"
+        row.kek_kid = PLAIN_KID
         codec = PlainCodec(row.id)
     else:
         dek = new_data_key()
-        kid = ctx.keys.keyring.active_kid
-        _, row.wrapped_key = ctx.keys.keyring.wrap(dek, _aad(kid, row.id, exchange_id))
-        row.kek_kid = kid
+        # The id recorded is the id that wrapped, from the same call (never read it before).
+        row.kek_kid, row.wrapped_key = ctx.keys.keyring.wrap(
+            dek, lambda kid: exchange_key_aad(kid, row.id, exchange_id)
+        )
         codec = FieldCipher(row.id, dek)
     session.add(row)
     session.info.setdefault(_CACHE_KEY, {})[exchange_id] = codec
@@ -174,11 +169,11 @@ def exchange_codec(session: Session, ctx: AppContext, exchange_id: uuid.UUID) ->
     ).one_or_none()
     if row is None:
         raise DataKeyShreddedError(f"exchange {exchange_id} has no data key (shredded)")
-    if row.kek_kid == "plain":
+    if row.kek_kid == PLAIN_KID:
         codec = PlainCodec(row.id)
     else:
         dek = ctx.keys.keyring.unwrap(
-            row.kek_kid, row.wrapped_key, _aad(row.kek_kid, row.id, exchange_id)
+            row.kek_kid, row.wrapped_key, exchange_key_aad(row.kek_kid, row.id, exchange_id)
         )
         codec = FieldCipher(row.id, dek)
     cache[exchange_id] = codec
@@ -188,28 +183,3 @@ def exchange_codec(session: Session, ctx: AppContext, exchange_id: uuid.UUID) ->
 def shred_exchange_key(session: Session, exchange_id: uuid.UUID) -> None:
     session.execute(delete(ExchangeKey).where(ExchangeKey.exchange_id == exchange_id))
     session.info.get(_CACHE_KEY, {}).pop(exchange_id, None)
-
-
-def rewrap_exchange_keys(session: Session, ctx: AppContext, *, batch_size: int = 500) -> int:
-    """Re-wrap up to batch_size exchange keys still under an old KEK (content untouched)."""
-    active = ctx.keys.keyring.active_kid
-    rows = session.scalars(
-        select(ExchangeKey)
-        .where(ExchangeKey.kek_kid != active, ExchangeKey.kek_kid != "plain")
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for row in rows:
-        dek = ctx.keys.keyring.unwrap(
-            row.kek_kid, row.wrapped_key, _aad(row.kek_kid, row.id, row.exchange_id)
-        )
-        _, row.wrapped_key = ctx.keys.keyring.wrap(dek, _aad(active, row.id, row.exchange_id))
-        row.kek_kid = active
-        row.rewrapped_at = utcnow()
-    session.flush()
-    return len(rows)
-
-
-def exchange_keys_in_use(session: Session) -> dict[str, int]:
-    stmt = select(ExchangeKey.kek_kid, func.count()).group_by(ExchangeKey.kek_kid)
-    return {kid: count for kid, count in session.execute(stmt)}

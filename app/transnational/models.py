@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto.wrapped import WrappedKeyKind, register
 from app.db.base import Base, IdMixin, TimestampMixin, utcnow
 
 Sealed = LargeBinary
@@ -198,6 +199,21 @@ class ExchangeKey(IdMixin, Base):
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     rewrapped_at: Mapped[datetime | None] = mapped_column()
+
+
+def exchange_key_aad(kek_kid: str, key_id: uuid.UUID, exchange_id: uuid.UUID) -> bytes:
+    return b"|".join(
+        [b"passage:exchange-key", b"1", kek_kid.encode(), key_id.bytes, exchange_id.bytes]
+    )
+
+
+EXCHANGE_KEYS = register(
+    WrappedKeyKind(
+        "exchange_keys",
+        ExchangeKey,
+        lambda kid, row: exchange_key_aad(kid, row.id, row.exchange_id),
+    )
+)
 
 
 class ExchangeMessage(IdMixin, Base):

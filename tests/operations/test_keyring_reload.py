@@ -22,7 +22,7 @@ def test_unwrap_under_a_kek_added_elsewhere_reloads_the_ring(
     worker = FileKeyRing(keys)  # loaded at start-up, before the rotation
     rotator = FileKeyRing(keys)  # the `passage keys rotate` process
     new_kid = rotator.add_key()
-    kid, wrapped = rotator.wrap(b"k" * 32, AAD)
+    kid, wrapped = rotator.wrap(b"k" * 32, lambda _kid: AAD)
     assert kid == new_kid and new_kid not in worker.usable_kids()
 
     assert worker.unwrap(kid, wrapped, AAD) == b"k" * 32
@@ -35,7 +35,7 @@ def test_wrap_uses_the_kek_that_is_active_now(keys_dir: Path, tmp_path: Path) ->
     keys = copy_keys(keys_dir, tmp_path / "keys")
     worker = FileKeyRing(keys)
     new_kid = FileKeyRing(keys).add_key()
-    kid, _ = worker.wrap(b"k" * 32, AAD)
+    kid, _ = worker.wrap(b"k" * 32, lambda _kid: AAD)
     assert kid == new_kid
 
 
@@ -44,7 +44,7 @@ def test_an_unknown_kid_still_fails_and_a_broken_manifest_keeps_the_ring(
 ) -> None:
     keys = copy_keys(keys_dir, tmp_path / "keys")
     worker = FileKeyRing(keys)
-    kid, wrapped = worker.wrap(b"k" * 32, AAD)
+    kid, wrapped = worker.wrap(b"k" * 32, lambda _kid: AAD)
     with pytest.raises(UnknownKeyError):
         worker.unwrap("20000101000000dead", wrapped, AAD)
 
@@ -59,4 +59,4 @@ def test_an_unknown_kid_still_fails_and_a_broken_manifest_keeps_the_ring(
     os.replace(tmp, manifest)
     assert worker.reload_if_changed() is False
     assert worker.unwrap(kid, wrapped, AAD) == b"k" * 32
-    assert worker.wrap(b"k" * 32, AAD)[0] == kid
+    assert worker.wrap(b"k" * 32, lambda _kid: AAD)[0] == kid

@@ -81,7 +81,7 @@ def test_key_files_are_created_0600_and_group_readable_ones_refused(tmp_path) ->
 def test_rotation_keeps_old_kid_usable_until_retired(tmp_path) -> None:
     ring = FileKeyRing.initialise(tmp_path / "keys")
     old = ring.active_kid
-    kid, wrapped = ring.wrap(b"k" * 32, b"aad")
+    kid, wrapped = ring.wrap(b"k" * 32, lambda _kid: b"aad")
     new = ring.add_key()
     assert ring.active_kid == new != old
     assert ring.unwrap(kid, wrapped, b"aad") == b"k" * 32
