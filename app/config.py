@@ -67,6 +67,21 @@ class Settings(BaseSettings):
     rate_limit_sensitive_per_day: int = Field(default=500, ge=1)
     rate_limit_sensitive_daily_burst: int = Field(default=500, ge=1)
 
+    # Bounded waits for PostgreSQL (app/db/engine.py, docs/reliability.md "Bounded waits").
+    # A request that runs into one answers 503 with Retry-After. 0 disables a server-side
+    # timeout (and, for statements, the client-side watchdog at statement timeout + 0.5 s).
+    db_connect_timeout_seconds: int = Field(default=5, ge=2, le=60)  # libpq minimum is 2
+    db_statement_timeout_seconds: float = Field(default=10.0, ge=0, le=3600)
+    db_lock_timeout_seconds: float = Field(default=3.0, ge=0, le=3600)
+    db_idle_in_transaction_timeout_seconds: float = Field(default=30.0, ge=0, le=3600)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)  # wait for a pooled slot
+    db_ping_timeout_seconds: float = Field(default=2.0, gt=0, le=60)  # pool pre-ping deadline
+    db_keepalives_idle_seconds: int = Field(default=30, ge=1)
+    db_keepalives_interval_seconds: int = Field(default=10, ge=1)
+    db_keepalives_count: int = Field(default=3, ge=1)
+    # /readyz gives the database this long, then answers 503 (probes time out at 1 s).
+    db_readiness_timeout_seconds: float = Field(default=0.8, gt=0, le=5)
+
     @field_validator("erasure_journal", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:

@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import OperationalError as PsycopgOperationalError
-from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,6 +20,7 @@ from app.cases.workflow_api import router as workflow_router
 from app.config import Settings, get_settings
 from app.context import build_context
 from app.crypto.errors import CryptoError, DataKeyShreddedError
+from app.db.readiness import ReadinessCheck
 from app.db.session import Database
 from app.errors import DomainError, TooManyRequests
 from app.logging import configure_logging, get_logger
@@ -91,7 +91,14 @@ def install_error_handlers(app: FastAPI) -> None:
         # Handled here (inside the router) so the server logs no traceback and the client
         # gets a clean answer; the transaction was rolled back by the session dependency.
         if is_database_unavailable(exc):
-            log.warning("database_unavailable", exc_type=type(exc).__name__)
+            # Types only (QueryCanceled, LockNotAvailable, DeadlineExceeded, TimeoutError...):
+            # the messages may quote SQL and values.
+            cause = getattr(exc, "orig", None) or exc.__cause__
+            log.warning(
+                "database_unavailable",
+                exc_type=type(exc).__name__,
+                cause=type(cause).__name__ if cause is not None else None,
+            )
             response = _error(
                 503,
                 "service_unavailable",
@@ -164,6 +171,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.readiness.close()
         if database is None:
             app.state.database.dispose()
 
@@ -198,17 +206,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     expected_head = migration_head()
 
+    readiness = ReadinessCheck(
+        app.state.database.sessionmaker, expected_head, settings.db_readiness_timeout_seconds
+    )
+    app.state.readiness = readiness
+
     @app.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
-        """Ready when the database answers, is migrated to head, and keys are loaded."""
+    async def readyz() -> JSONResponse:
+        """Ready when the database answers (within 0.8 s), is migrated to head, and keys
+        are loaded."""
         checks = {"database": "ok", "migrations": "ok", "keys": "ok"}
-        try:
-            with app.state.database.sessionmaker() as session:
-                current = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            if current != expected_head:
-                checks["migrations"] = "behind"
-        except Exception:
-            checks["database"], checks["migrations"] = "unreachable", "unknown"
+        checks["database"], checks["migrations"] = await readiness.database()
         if not context.keys.keyring.usable_kids():
             checks["keys"] = "missing"
         ready = all(v == "ok" for v in checks.values())

@@ -14,13 +14,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.engine import make_engine
+from app.db.engine import DatabaseLimits, make_engine
 from app.errors import DomainError
 
 
 class Database:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(
+            settings.database_url, limits=DatabaseLimits.from_settings(settings)
+        )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def dispose(self) -> None:
