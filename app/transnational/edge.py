@@ -37,6 +37,7 @@ _PARAMETER = rf"\s*;\s*({_TCHARS})=({_TCHARS}|{_QUOTED})"
 _MEDIA_TYPE = re.compile(rf"^\s*({_TCHARS})/({_TCHARS})((?:{_PARAMETER})*)\s*$")
 _PARAMETERS = re.compile(_PARAMETER)
 _CLAIMED_MAX = 100
+_LENGTH = re.compile(r"[0-9]{1,15}")  # up to a petabyte: anything longer is not a length
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ async def read_body(request: Request, limit: int) -> EdgeAccepted | EdgeRefusal:
     claimed = describe_media_type(values)
     declared = request.headers.getlist("content-length")
     if declared:
-        if len(declared) > 1 or not declared[0].isdigit():
+        if len(declared) > 1 or not _LENGTH.fullmatch(declared[0]):
             return EdgeRefusal(
                 "malformed", "the Content-Length header is not valid", 0, None, claimed
             )

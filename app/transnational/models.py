@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -335,7 +336,7 @@ class QuarantinedPackage(IdMixin, Base):
     claimed_kid: Mapped[str | None] = mapped_column(String(100))
     claimed_jti: Mapped[str | None] = mapped_column(String(100))
     claimed_typ: Mapped[str | None] = mapped_column(String(40))
-    size: Mapped[int] = mapped_column()
+    size: Mapped[int] = mapped_column(BigInteger)  # a declared Content-Length may be huge
     sha256: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str | None] = mapped_column(Text)
     # The media type as claimed (type/subtype, parameter names, the charset value only).

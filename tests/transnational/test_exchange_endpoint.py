@@ -117,7 +117,7 @@ def test_every_transnational_route_documents_its_statuses(app):
         if any(p.get("name") == "If-Match" for p in op.get("parameters", [])):
             assert 428 in declared, (method, path)
     messages = operations[("POST", MESSAGES)]
-    assert {200, 409, 413, 422, 429, 503} <= {int(c) for c in messages["responses"]}
+    assert {200, 409, 413, 415, 422, 429, 503} <= {int(c) for c in messages["responses"]}
     body = messages["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["message"] and body["additionalProperties"] is False
     attachment = operations[
