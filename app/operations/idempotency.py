@@ -17,36 +17,60 @@ current access, audited as a read) and answers with the original status.
 Atomicity: the key is claimed in its own short transaction (so a concurrent duplicate sees
 it at once and gets 409), then the request runs; the record is marked completed by the
 request's own unit of work, in the same transaction as the rows it creates (a session
-`before_commit` hook). A request that fails or is rolled back releases its claim; a worker
-that dies leaves a claim whose lease expires, and whatever it had not committed is gone
-with its transaction. So an effect without its completed record, or the reverse, cannot
-be committed.
+`before_commit` hook). A request that fails or is rolled back releases its claim, and
+whatever a dead worker had not committed is gone with its transaction. So an effect
+without its completed record, or the reverse, cannot be committed.
+
+A claim whose worker died is taken over at once, not after a fixed delay:
+
+- PostgreSQL: the claiming request holds a transaction-level advisory lock
+  (`pg_try_advisory_xact_lock`, two int4 from a hash of user id and key digest) on a
+  connection of its own, in a transaction left open until the answer has been sent and the
+  claim completed or released. A duplicate that gets the lock knows the holder is gone (its
+  process died, the kernel closed its socket, the server rolled its transaction back and
+  dropped the lock) and takes the claim over; one that does not get it answers 409 with
+  `Retry-After: 1`. Transaction-level, so it works behind PgBouncer in transaction mode.
+- SQLite (embedded, one machine): the claim records the claiming process (host, boot id,
+  pid, start time). A claim whose process no longer runs is taken over at once; where that
+  cannot be told (another host name, no /proc), the 30-second lease still bounds it.
+
+Whoever takes over gets a new lease token; the previous holder, if it was alive after all
+(its lock connection was cut), fails its completion update and rolls back
+(`IdempotencyClaimLost`), so a record is never created twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import socket
 import sys
+import threading
 import uuid
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import Connection, Engine, delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db.base import utcnow
+from app.db.engine import DatabaseLimits, make_engine
 from app.errors import Conflict
 from app.logging import get_logger
 from app.operations import metrics
@@ -57,13 +81,17 @@ log = get_logger("passage.operations")
 
 HEADER = "idempotency-key"
 RETENTION = timedelta(hours=24)
-# Longer than any request may run. Only a claim whose worker died waits for it to lapse.
+# Longer than any request may run. Only consulted where the holder's death cannot be told
+# (SQLite, claiming process on another host name or without /proc): then a claim whose
+# worker died waits for it to lapse.
 LEASE = timedelta(seconds=30)
+# The holder is alive (its lock is held, its process runs): retry soon.
+RETRY_AFTER = 1
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 class IdempotencyClaimLost(Conflict):
-    """Another request took over this key (our lease lapsed): our writes must not commit."""
+    """Another request took over this key (our claim looked dead): our writes must not commit."""
 
     code = "idempotency_in_flight"
 
@@ -210,12 +238,18 @@ def claim(
     key_digest: bytes,
     fingerprint: bytes,
     route: str,
+    lock: bool | None = None,
 ) -> Outcome:
-    """Claim (user, key) for this request, or say why not. Its own short transaction."""
+    """Claim (user, key) for this request, or say why not. Its own short transaction.
+
+    `lock`: True when this request holds the key's advisory lock (PostgreSQL), so no other
+    live request holds the claim; False when another request holds it (never claim then);
+    None without advisory locks (SQLite): the recorded holder process and the lease decide.
+    """
     now = utcnow()
     token = secrets.token_hex(16)
     with sessionmaker() as session, session.begin():
-        if secrets.randbelow(50) == 0:  # keep the table small without a separate job
+        if lock is not False and secrets.randbelow(50) == 0:  # keep the table small
             expired = select(IdempotencyRecord.id).where(IdempotencyRecord.expires_at < now)
             session.execute(
                 delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(expired.limit(200)))
@@ -229,6 +263,8 @@ def claim(
             .with_for_update()
         )
         row = session.scalars(lookup).one_or_none()
+        if lock is False and (row is None or row.expires_at <= now):
+            return InFlight(retry_after=RETRY_AFTER)  # the lock holder is about to claim
         if row is None:
             row = IdempotencyRecord(
                 user_id=user_id,
@@ -238,6 +274,7 @@ def claim(
                 state="in_flight",
                 lease_token=token,
                 lease_expires_at=now + LEASE,
+                holder=process_identity(),
                 created_at=now,
                 expires_at=now + RETENTION,
             )
@@ -256,17 +293,23 @@ def claim(
             return Mismatch()
         if row.state == "completed":
             return Replay(row.response_status or 200, row.resource_id, row.response_body)
-        if row.lease_expires_at > now:
-            wait = int((row.lease_expires_at - now).total_seconds()) + 1
-            return InFlight(retry_after=min(wait, 5))
-        # The worker holding the claim died (lease lapsed): take it over.
+        # Holding the lock proves its previous holder gone; without locks, ask the process.
+        if not (lock or (lock is None and _lapsed_or_dead(row, now))):
+            return InFlight(retry_after=RETRY_AFTER)
+        # The worker holding the claim died: take it over.
         row.lease_token, row.lease_expires_at = token, now + LEASE
+        row.holder = process_identity()
         return Claimed(row.id, token)
+
+
+def _lapsed_or_dead(row: IdempotencyRecord, now: Any) -> bool:
+    return row.lease_expires_at <= now or holder_is_dead(row.holder)
 
 
 def _reset(row: IdempotencyRecord, fingerprint: bytes, route: str, token: str, now: Any) -> None:
     row.fingerprint, row.route, row.state = fingerprint, route, "in_flight"
     row.lease_token, row.lease_expires_at = token, now + LEASE
+    row.holder = process_identity()
     row.created_at, row.expires_at = now, now + RETENTION
     row.response_status = row.resource_id = row.response_body = None
 
@@ -281,6 +324,200 @@ def release(sessionmaker: Callable[[], Session], claimed: Claimed) -> None:
                 IdempotencyRecord.state == "in_flight",
             )
         )
+
+
+# -- who holds a claim -------------------------------------------------------------------------
+_HOSTNAME = socket.gethostname()[:64].replace("|", "_")
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+_BOOT_ID = (_read("/proc/sys/kernel/random/boot_id") or "").strip()
+_HAS_PROC = _read("/proc/self/stat") is not None
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot) of a running process, from /proc."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields_ = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+    return fields_[0], fields_[19]  # starttime is field 22
+
+
+_IDENTITY: tuple[int, str] | None = None
+
+
+def process_identity(pid: int | None = None) -> str:
+    """A process (this one by default) as `host|boot id|pid|start time`: a pid alone may be
+    reused."""
+    global _IDENTITY
+    if pid is not None:
+        stat = _proc_stat(pid)
+        return f"{_HOSTNAME}|{_BOOT_ID}|{pid}|{stat[1] if stat else ''}"
+    pid = os.getpid()
+    if _IDENTITY is None or _IDENTITY[0] != pid:  # computed again in a forked child
+        _IDENTITY = (pid, process_identity(pid))
+    return _IDENTITY[1]
+
+
+def holder_is_dead(holder: str | None) -> bool:
+    """True only if the process that claimed provably no longer runs on this machine.
+
+    False when it runs or when that cannot be told (another host name: another machine or
+    container; an older record without holder): the lease decides then.
+    """
+    parts = (holder or "").split("|")
+    if len(parts) != 4 or parts[0] != _HOSTNAME or not parts[2].isdigit():
+        return False
+    _host, boot, pid_text, start = parts
+    if boot and _BOOT_ID and boot != _BOOT_ID:
+        return True  # this machine has rebooted since the claim
+    pid = int(pid_text)
+    if _HAS_PROC:
+        stat = _proc_stat(pid)
+        if stat is None:
+            return True  # no such process
+        state, started = stat
+        return state in ("Z", "X") or (bool(start) and started != start)  # zombie, or reused
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists under another user
+        return False
+    return False
+
+
+# -- advisory locks (PostgreSQL) ---------------------------------------------------------------
+_LOCK_NAMESPACE = b"passage:idempotency-lock\x1f"
+
+
+def lock_key(user_id: uuid.UUID, key_digest: bytes) -> tuple[int, int]:
+    """The (int4, int4) advisory lock of one idempotency record's identity."""
+    digest = hashlib.sha256(_LOCK_NAMESPACE + user_id.bytes + key_digest).digest()
+    return (
+        int.from_bytes(digest[:4], "big", signed=True),
+        int.from_bytes(digest[4:8], "big", signed=True),
+    )
+
+
+class ClaimLocks:
+    """Connections that hold claim locks, in a pool of their own.
+
+    Separate from the request pool, so that requests holding a lock never wait for a
+    request connection held by requests waiting for a lock connection (no pool deadlock),
+    and so that no request connection goes back to the pool with a lock on it.
+    """
+
+    def __init__(self, engine: Engine, limits: DatabaseLimits | None = None) -> None:
+        # Bounded as the request pool (connect, keepalives, pool and watchdog timeouts), and
+        # idle_in_transaction_session_timeout bounds how long a live but stuck request may
+        # keep its lock: after that, a retry takes the claim over and the stuck request
+        # cannot complete it any more.
+        self.engine = make_engine(
+            engine.url.render_as_string(hide_password=False),
+            pool_size=2,
+            max_overflow=18,
+            limits=limits or DatabaseLimits(),
+        )
+
+    def try_hold(self, key: tuple[int, int]) -> Connection | None:
+        """The lock in a transaction left open on a dedicated connection, or None if taken."""
+        connection = self.engine.connect()
+        try:
+            held = connection.execute(
+                text("SELECT pg_try_advisory_xact_lock(:a, :b)"), {"a": key[0], "b": key[1]}
+            ).scalar_one()
+        except BaseException:
+            _end(connection)
+            raise
+        if held:
+            return connection
+        _end(connection)
+        return None
+
+
+def _end(connection: Connection) -> None:
+    """End the lock's transaction (which releases the lock); if that fails, the connection
+    is discarded, never pooled again: closing it makes the server drop the lock."""
+    try:
+        connection.rollback()
+        connection.close()
+    except Exception as exc:
+        log.warning("idempotency_unlock_failed", exc_type=type(exc).__name__)
+        with contextlib.suppress(Exception):
+            connection.invalidate()
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+_LOCKS: weakref.WeakKeyDictionary[Any, ClaimLocks] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def claim_locks(database: Any, limits: DatabaseLimits | None = None) -> ClaimLocks | None:
+    """The lock pool of the app's database (one per worker), None if not PostgreSQL."""
+    if database.engine.dialect.name != "postgresql":
+        return None
+    with _LOCKS_GUARD:
+        locks = _LOCKS.get(database)
+        if locks is None:
+            locks = _LOCKS[database] = ClaimLocks(database.engine, limits)
+            weakref.finalize(database, locks.engine.dispose)
+    return locks
+
+
+@dataclass
+class Hold:
+    """What keeps a claim alive while its request runs: on PostgreSQL the open transaction
+    holding the key's advisory lock; on SQLite nothing (the process itself)."""
+
+    connection: Connection | None = None
+
+    def end(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            _end(connection)
+
+
+def acquire(
+    database: Any,
+    *,
+    user_id: uuid.UUID,
+    key_digest: bytes,
+    fingerprint: bytes,
+    route: str,
+    limits: DatabaseLimits | None = None,
+) -> tuple[Outcome, Hold]:
+    """Lock (PostgreSQL) and claim. The hold is returned ended unless the outcome is
+    `Claimed`; then the caller ends it once the request is over (completed or released)."""
+    hold = Hold()
+    lock: bool | None = None
+    locks = claim_locks(database, limits)
+    if locks is not None:
+        hold.connection = locks.try_hold(lock_key(user_id, key_digest))
+        lock = hold.connection is not None
+    try:
+        outcome = claim(
+            database.sessionmaker,
+            user_id=user_id,
+            key_digest=key_digest,
+            fingerprint=fingerprint,
+            route=route,
+            lock=lock,
+        )
+    except BaseException:
+        hold.end()
+        raise
+    if not isinstance(outcome, Claimed):
+        hold.end()
+    return outcome, hold
 
 
 # -- completing inside the request's transaction ----------------------------------------------
@@ -458,16 +695,21 @@ class IdempotencyMiddleware:
             scope["path"].encode(),
             canonical_body(body, content_type.decode("latin-1").lower()),
         )
-        sessionmaker = app.state.database.sessionmaker
+        database = app.state.database
         try:
-            outcome = await run_in_threadpool(
-                claim,
-                sessionmaker,
-                user_id=user_id,
-                key_digest=_mac(secret, b"key", key.encode()),
-                fingerprint=fingerprint,
-                route=route.template,
-            )
+            # Shielded: a cancelled request must not leave a lock connection behind.
+            with anyio.CancelScope(shield=True):
+                outcome, hold = await run_in_threadpool(
+                    functools.partial(
+                        acquire,
+                        database,
+                        user_id=user_id,
+                        key_digest=_mac(secret, b"key", key.encode()),
+                        fingerprint=fingerprint,
+                        route=route.template,
+                        limits=DatabaseLimits.from_settings(app.state.settings),
+                    )
+                )
         except Exception as exc:
             if not _database_error(exc):
                 raise
@@ -504,7 +746,7 @@ class IdempotencyMiddleware:
             await self._replay(scope, route, outcome, send)
             return
         metrics.IDEMPOTENCY.labels("executed").inc()
-        await self._execute(scope, body, receive, send, route, outcome, sessionmaker)
+        await self._execute(scope, body, receive, send, route, outcome, hold, database)
 
     async def _execute(
         self,
@@ -514,7 +756,8 @@ class IdempotencyMiddleware:
         send: Send,
         route: IdempotentRoute,
         claimed: Claimed,
-        sessionmaker: Callable[[], Session],
+        hold: Hold,
+        database: Any,
     ) -> None:
         delivered = False
 
@@ -539,13 +782,17 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_receive, send_wrapper)
         finally:
             _TRACKING.reset(token)
-            if not tracking.completed:
-                if 200 <= status < 300:
-                    log.error("idempotency_not_recorded", route=route.template, status=status)
-                try:
-                    await run_in_threadpool(release, sessionmaker, claimed)
-                except Exception as exc:  # the lease lapses on its own
-                    log.warning("idempotency_release_failed", exc_type=type(exc).__name__)
+            # Shielded: a cancelled request still releases its claim, then its lock (in this
+            # order, so that whoever gets the lock next finds the record final or gone).
+            with anyio.CancelScope(shield=True):
+                if not tracking.completed:
+                    if 200 <= status < 300:
+                        log.error("idempotency_not_recorded", route=route.template, status=status)
+                    try:
+                        await run_in_threadpool(release, database.sessionmaker, claimed)
+                    except Exception as exc:  # the next request with the key takes it over
+                        log.warning("idempotency_release_failed", exc_type=type(exc).__name__)
+                await run_in_threadpool(hold.end)
 
     async def _replay(
         self, scope: Scope, route: IdempotentRoute, replay: Replay, send: Send

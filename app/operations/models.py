@@ -29,11 +29,14 @@ class IdempotencyRecord(IdMixin, Base):
     key_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32))
     route: Mapped[str] = mapped_column(String(200))
-    # in_flight: claimed, the request runs (or its worker died: the lease tells);
+    # in_flight: claimed, the request runs (or its worker died: the lock or holder tells);
     # completed: written in the same transaction as the records the request created.
     state: Mapped[str] = mapped_column(String(12))
     lease_token: Mapped[str] = mapped_column(String(32))
     lease_expires_at: Mapped[datetime] = mapped_column()
+    # The claiming process, `host|boot id|pid|start time`: on SQLite a claim whose process
+    # no longer runs is taken over at once (PostgreSQL uses an advisory lock instead).
+    holder: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     response_status: Mapped[int | None] = mapped_column()

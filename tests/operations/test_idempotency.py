@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from app.cases.models import Case, CaseNote, CaseParticipant, Consent
 from app.db.base import utcnow
 from app.operations import idempotency
 from app.operations.models import IdempotencyRecord
 from tests.builders import registration
+from tests.conftest import REPO
 
 
 def _count(session, model) -> int:
@@ -48,7 +55,6 @@ def test_same_key_and_body_replays_the_registration_once(worker, session) -> Non
 def test_json_spacing_and_key_order_do_not_change_the_request(worker, session) -> None:
     client, _ = worker
     headers = {**_key(), "Content-Type": "application/json"}
-    import json
 
     body = registration()
     first = client.post("/api/v1/cases", content=json.dumps(body), headers=headers)
@@ -202,7 +208,7 @@ def test_a_request_whose_claim_was_taken_over_commits_nothing(worker, session, m
     assert _count(session, Case) == before
 
 
-def test_expired_keys_start_afresh_and_lapsed_claims_are_taken_over(worker, session) -> None:
+def test_expired_keys_start_afresh(worker, session) -> None:
     client, _ = worker
     headers = _key()
     first = client.post("/api/v1/cases", json=registration(), headers=headers)
@@ -210,21 +216,217 @@ def test_expired_keys_start_afresh_and_lapsed_claims_are_taken_over(worker, sess
     again = client.post("/api/v1/cases", json=registration(given_name="Other"), headers=headers)
     assert again.status_code == 201 and again.json()["id"] != first.json()["id"]
 
-    # A claim left in flight by a dead worker blocks (409) until its lease lapses.
-    session.execute(
-        update(IdempotencyRecord).values(
-            state="in_flight",
-            lease_expires_at=utcnow() + timedelta(seconds=20),
-            expires_at=utcnow() - timedelta(seconds=1) + timedelta(hours=24),
+
+# -- a claim whose worker died -----------------------------------------------------------------
+def _digests(app, key: str, path: str, body: dict) -> tuple[bytes, bytes]:
+    """The key digest and request fingerprint exactly as the middleware computes them."""
+    secret = idempotency._secret(app)
+    canonical = idempotency.canonical_body(json.dumps(body).encode(), "application/json")
+    return (
+        idempotency._mac(secret, b"key", key.encode()),
+        idempotency._mac(secret, b"POST", path.encode(), canonical),
+    )
+
+
+def _advisory_locks_on(connection, key: tuple[int, int]) -> int:
+    return connection.execute(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid::int4 = :a AND objid::int4 = :b AND objsubid = 2"
+        ),
+        {"a": key[0], "b": key[1]},
+    ).scalar_one()
+
+
+def test_a_live_claim_answers_409_with_a_short_retry_after(worker, app, session) -> None:
+    """Another request holds the key and runs: 409, `Retry-After: 1`. Once it is over (its
+    lock released on PostgreSQL; on SQLite only once its lease lapses, since its process, this
+    one, still runs), the key is taken over."""
+    client, _ = worker
+    key, body = str(uuid.uuid4()), registration()
+    key_digest, fingerprint = _digests(app, key, "/api/v1/cases", body)
+    user_id = client.user.id
+    outcome, hold = idempotency.acquire(
+        app.state.database,
+        user_id=user_id,
+        key_digest=key_digest,
+        fingerprint=fingerprint,
+        route="/api/v1/cases",
+    )
+    assert isinstance(outcome, idempotency.Claimed)
+    before = _count(session, Case)
+    blocked = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+    assert blocked.status_code == 409, blocked.text
+    assert blocked.json()["error"]["code"] == "idempotency_in_flight"
+    assert blocked.headers["retry-after"] == "1"
+    # A different body under a key in flight is still a reused key, not a wait.
+    other = client.post(
+        "/api/v1/cases", json=registration(given_name="Other"), headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
+    is_pg = session.bind.dialect.name == "postgresql"
+    if is_pg:
+        assert _advisory_locks_on(session.connection(), idempotency.lock_key(user_id, key_digest))
+    hold.end()  # the holder stops without releasing its claim (as if it had died)
+    if not is_pg:
+        row = session.scalars(select(IdempotencyRecord)).one()
+        assert row.holder == idempotency.process_identity()  # alive: the lease decides
+        again = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 409
+        session.execute(
+            update(IdempotencyRecord).values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
+    taken = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+    assert taken.status_code == 201, taken.text
+    assert "idempotent-replayed" not in taken.headers
+    assert _count(session, Case) == before + 1
+    if is_pg:  # every request lets its lock go once it has answered
+        assert not _advisory_locks_on(
+            session.connection(), idempotency.lock_key(user_id, key_digest)
+        )
+
+
+_HOLDER = """
+import sys, time, uuid
+import app.db.models  # every mapped table, as in the app
+from app.config import Settings
+from app.db.session import Database
+from app.operations import idempotency
+
+url, keys, user, key_digest, fingerprint = sys.argv[1:]
+database = Database(Settings(environment="test", database_url=url, keys_dir=keys))
+outcome, hold = idempotency.acquire(
+    database,
+    user_id=uuid.UUID(user),
+    key_digest=bytes.fromhex(key_digest),
+    fingerprint=bytes.fromhex(fingerprint),
+    route="/api/v1/cases",
+)
+print(type(outcome).__name__, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_claim_whose_process_was_killed_is_taken_over_at_once(live) -> None:
+    """A real process claims the key (and on PostgreSQL holds its lock) and is SIGKILLed: the
+    next request with the key runs at once instead of answering 409 for the 30 s lease."""
+    user, _ = live.user("ngo_caseworker", "ngo")
+    client = live.api(user)
+    key, body = str(uuid.uuid4()), registration()
+    key_digest, fingerprint = _digests(live.app, key, "/api/v1/cases", body)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _HOLDER,
+            live.env.app_url,
+            str(live.keys_dir),
+            str(user.id),
+            key_digest.hex(),
+            fingerprint.hex(),
+        ],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PASSAGE_LOG_LEVEL": "WARNING"},
+        cwd=str(REPO),
     )
-    blocked = client.post("/api/v1/cases", json=registration(given_name="Other"), headers=headers)
-    assert blocked.status_code == 409 and 1 <= int(blocked.headers["retry-after"]) <= 5
-    session.execute(
-        update(IdempotencyRecord).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"Claimed"
+        blocked = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+        assert blocked.status_code == 409 and blocked.headers["retry-after"] == "1"
+        with live.session() as s:
+            row = s.scalars(select(IdempotencyRecord)).one()
+            assert row.state == "in_flight"
+            assert row.holder == idempotency.process_identity(holder.pid)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    killed = time.monotonic()
+    while True:
+        retry = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+        if retry.status_code != 409 or time.monotonic() - killed > 5:
+            break
+        time.sleep(0.05)
+    waited = time.monotonic() - killed
+    print(f"\nretry succeeded {waited:.3f} s after the holder was killed")
+    assert retry.status_code == 201, retry.text
+    assert waited < 2
+    with live.session() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == 1
+        row = s.scalars(select(IdempotencyRecord)).one()
+        assert row.state == "completed" and str(row.resource_id) == retry.json()["id"]
+    replay = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.postgres_only
+def test_a_claim_whose_lock_connection_was_terminated_is_taken_over(live) -> None:
+    """The server ends the holder's connection (as when its process dies): the claim is free at
+    once, and the holder, if it were still running, could not complete it any more."""
+    from sqlalchemy import create_engine
+
+    user, _ = live.user("ngo_caseworker", "ngo")
+    client = live.api(user)
+    key, body = str(uuid.uuid4()), registration()
+    key_digest, fingerprint = _digests(live.app, key, "/api/v1/cases", body)
+    outcome, hold = idempotency.acquire(
+        live.database,
+        user_id=user.id,
+        key_digest=key_digest,
+        fingerprint=fingerprint,
+        route="/api/v1/cases",
     )
-    taken = client.post("/api/v1/cases", json=registration(given_name="Other"), headers=headers)
-    assert taken.status_code == 201
+    assert isinstance(outcome, idempotency.Claimed) and hold.connection is not None
+    backend = hold.connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert (
+        client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key}).status_code == 409
+    )
+    admin = create_engine(live.env.owner_url)
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend}).scalar()
+    finally:
+        admin.dispose()
+    began = time.monotonic()
+    while True:
+        retry = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": key})
+        if retry.status_code != 409 or time.monotonic() - began > 5:
+            break
+        time.sleep(0.05)
+    assert retry.status_code == 201, retry.text
+    hold.end()  # its unlock fails: the connection is discarded, not pooled again
+    locks = idempotency.claim_locks(live.database)
+    assert locks is not None and locks.engine.pool.checkedout() == 0
+    # The first holder's claim was taken over: its completion would match no row.
+    with live.session() as s:
+        row = s.scalars(select(IdempotencyRecord)).one()
+        assert row.state == "completed" and row.lease_token != outcome.token
+
+
+def test_which_claiming_processes_are_dead() -> None:
+    me = idempotency.process_identity()
+    assert me.split("|")[2] == str(os.getpid())
+    assert not idempotency.holder_is_dead(me)
+    assert not idempotency.holder_is_dead(None)
+    assert not idempotency.holder_is_dead("garbage")
+    host, boot, pid, start = me.split("|")
+    # Another host (or container): cannot be told, the lease decides.
+    assert not idempotency.holder_is_dead(f"other-{host}|{boot}|{pid}|{start}")
+    if boot:  # this machine rebooted since the claim
+        assert idempotency.holder_is_dead(f"{host}|not-{boot}|{pid}|{start}")
+    if start:  # the pid now belongs to another process
+        assert idempotency.holder_is_dead(f"{host}|{boot}|{pid}|{int(start) + 1}")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        identity = idempotency.process_identity(child.pid)
+        assert not idempotency.holder_is_dead(identity)
+        child.send_signal(signal.SIGKILL)
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+        assert idempotency.holder_is_dead(identity)  # a zombie runs no request
+    finally:
+        child.kill()
+        child.wait()
+    assert idempotency.holder_is_dead(identity)
 
 
 def test_invalid_keys_unsupported_routes_and_anonymous_callers(worker, client) -> None:
