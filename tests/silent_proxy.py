@@ -13,7 +13,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -26,6 +26,7 @@ class SilentProxy:
         self._forwarding = threading.Event()
         self._forwarding.set()
         self._stopped = threading.Event()
+        self._trigger: Callable[[bytes], bool] | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
@@ -38,6 +39,11 @@ class SilentProxy:
     def partition(self) -> None:
         """Stop reading and writing on every connection; keep all of them open."""
         self._forwarding.clear()
+
+    def partition_on(self, trigger: Callable[[bytes], bool]) -> None:
+        """Go silent when the client sends a packet that `trigger` picks (mid-request);
+        that packet is held, not delivered, until `heal()`."""
+        self._trigger = trigger
 
     def heal(self) -> None:
         self._forwarding.set()
@@ -103,6 +109,13 @@ class SilentProxy:
                         client.close()
                         server.close()
                         return
+                    trigger = self._trigger
+                    if source is client and trigger is not None and trigger(data):
+                        self._trigger = None
+                        self.partition()
+                        while not self._forwarding.wait(0.05):
+                            if self._stopped.is_set():
+                                return
                     try:
                         peers[source].sendall(data)
                     except OSError:
