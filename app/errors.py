@@ -55,10 +55,19 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
-class TooManyRequests(DomainError):
-    status_code = 429
-    code = "too_many_requests"
+class RetryLater(DomainError):
+    """Nothing was done; the same request may be sent again after `retry_after` seconds."""
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooManyRequests(RetryLater):
+    status_code = 429
+    code = "too_many_requests"
+
+
+class ServiceUnavailable(RetryLater):
+    status_code = 503
+    code = "service_unavailable"

@@ -22,7 +22,7 @@ from app.context import build_context
 from app.crypto.errors import CryptoError, DataKeyShreddedError
 from app.db.readiness import ReadinessCheck
 from app.db.session import Database
-from app.errors import DomainError, TooManyRequests
+from app.errors import DomainError, RetryLater
 from app.logging import configure_logging, get_logger
 from app.operations import hooks as operations
 from app.reporting.routes import router as reporting_router
@@ -54,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         response = _error(exc.status_code, exc.code, exc.message)
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, RetryLater):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 

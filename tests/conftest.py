@@ -162,6 +162,8 @@ def make_settings(db_env: DbEnv, keys_dir: Path, **overrides: Any) -> Settings:
         "keys_dir": keys_dir,
         "base_url": "https://testserver",
         "log_level": "WARNING",
+        # Next to the keys (never inside them): erasures are journaled before they commit.
+        "erasure_journal": keys_dir.parent / "erasure-journal" / "erasures.log",
     }
     values.update(overrides)
     return Settings(**values)

@@ -579,9 +579,15 @@ def erase_victim(
         raise Conflict("a legal hold applies while criminal proceedings run; erasure refused")
     ctx.keys.shred(session, victim.id)
     victim.erased_at = utcnow()
-    # Same transaction: the erasure and its promised journal line (which outlives backups,
-    # so a restore cannot bring the victim back) commit together or not at all.
-    enqueue_erasure(session, victim.id, reason_code=reason_code, erased_at=victim.erased_at)
+    # The journal line outlives backups, so a restore cannot bring the victim back: it is
+    # fsynced just before this transaction commits, and a failure to write it stops the commit.
+    enqueue_erasure(
+        session,
+        victim.id,
+        reason_code=reason_code,
+        erased_at=victim.erased_at,
+        journal=ctx.settings.erasure_journal,
+    )
     details = {"reason_code": reason_code, "legal_basis": legal_basis[:200]}
     for case in cases:
         audit.record(

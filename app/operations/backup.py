@@ -18,13 +18,14 @@ A backup never contains key files, and refuses an output directory inside the ke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +38,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+import app.db.models  # noqa: F401  (every wrapped-key kind registered)
 from app.audit.service import VerifyReport, verify_chains
+from app.crypto import wrapped
 from app.crypto.errors import DataKeyShreddedError, SealedValueIntegrityError, UnknownKeyError
 from app.crypto.models import DataKey
 from app.crypto.service import KeyService
+from app.crypto.wrapped import PLAIN_KID
 from app.db.engine import make_engine
 from app.db.rls import system_session
 from app.operations.erasure_journal import (
@@ -66,6 +70,18 @@ _PGOPTIONS = "-c passage.scope=system"
 
 class BackupError(Exception):
     """A backup or restore step failed or was refused; the message says which and why."""
+
+
+class RestoreStepFailed(BackupError):
+    """A step of the restore drill broke; the restored database must not be opened to users.
+
+    The message names the step and the kind of error only: database errors can quote
+    values, and a restore runs over everybody's records.
+    """
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"restore failed at step '{step}': {type(cause).__name__}")
+        self.step = step
 
 
 class FileEntry(BaseModel):
@@ -248,12 +264,14 @@ def _describe(conn: Connection) -> tuple[dict[str, int], str | None, dict[str, i
         heads = conn.scalars(text("SELECT version_num FROM alembic_version")).all()
         head = ",".join(sorted(heads)) or None
     kids: dict[str, int] = {}
-    if "data_keys" in tables:
-        rows = conn.execute(
-            text("SELECT kek_kid, count(*) FROM data_keys GROUP BY kek_kid ORDER BY kek_kid")
-        )
-        kids = {str(kid): int(n) for kid, n in rows}
-    return counts, head, kids
+    for kind in wrapped.kinds():  # victim data keys, exchange keys, any later kind
+        if kind.table not in tables:
+            continue
+        column = kind.model.__table__.c.kek_kid
+        rows = conn.execute(select(column, func.count()).group_by(column))
+        for kid, n in rows:
+            kids[str(kid)] = kids.get(str(kid), 0) + int(n)
+    return counts, head, dict(sorted(kids.items()))
 
 
 def _system_scope(conn: Connection) -> None:
@@ -453,11 +471,14 @@ class RestoreReport:
     sampled_keys: int = 0
     sampled_fields: int = 0
     sample_failures: int = 0
+    #: KEK ids that wrapped keys in the restored database refer to but the key ring lacks.
+    missing_kids: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return (
-            not self.count_mismatches
+            not self.missing_kids
+            and not self.count_mismatches
             and self.migration_head == self.manifest.migration_head
             and self.audit is not None
             and self.audit.ok
@@ -491,6 +512,10 @@ class RestoreReport:
             out += [
                 f"BROKEN {b.chain_key} at event {b.seq}: {b.problem}" for b in self.audit.broken
             ]
+        out += [
+            f"MISSING KEY {kid}: {n} wrapped keys need it (restore its key file)"
+            for kid, n in sorted(self.missing_kids.items())
+        ]
         out.append(
             f"keys: unwrapped {self.sampled_keys} sampled data keys, opened {self.sampled_fields} "
             f"sealed fields, {self.sample_failures} failures"
@@ -519,33 +544,53 @@ def restore(
     if target_engine != manifest.engine:
         raise BackupError(f"a {manifest.engine} backup cannot be restored into {target_engine}")
     report = RestoreReport(manifest=manifest, target=_safe_target(target_url))
-    if manifest.engine == "postgresql":
-        report.globals_errors = _restore_postgres(
-            backup_dir, target_url, force=force, apply_globals=apply_globals, pg_bin=pg_bin
-        )
-        engine = _pg_engine(target_url)
-    else:
-        _restore_sqlite(backup_dir, target_url, force=force)
-        engine = make_engine(target_url)
+    with _step("restore the database"):
+        if manifest.engine == "postgresql":
+            report.globals_errors = _restore_postgres(
+                backup_dir, target_url, force=force, apply_globals=apply_globals, pg_bin=pg_bin
+            )
+            engine = _pg_engine(target_url)
+        else:
+            _restore_sqlite(backup_dir, target_url, force=force)
+            engine = make_engine(target_url)
     try:
-        with engine.connect() as conn, conn.begin():
+        with _step("compare row counts"), engine.connect() as conn, conn.begin():
             _system_scope(conn)
-            report.row_counts, report.migration_head, _ = _describe(conn)
+            report.row_counts, report.migration_head, in_use = _describe(conn)
         for table, want in manifest.row_counts.items():
             got = report.row_counts.get(table, -1)
             if got != want:
                 report.count_mismatches[table] = (want, got)
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         if journal is not None:
-            with system_session(factory()) as session, session.begin():
+            with (
+                _step("replay the erasure journal"),
+                system_session(factory()) as session,
+                session.begin(),
+            ):
                 report.journal = replay(session, keys, journal)
-        with system_session(factory()) as session:
+        with _step("verify the audit chains"), system_session(factory()) as session:
             report.audit = verify_chains(session)
-        with system_session(factory()) as session:
-            _sample_keys(session, keys, sample, report)
+        with _step("check the key ids"):
+            usable = set(keys.keyring.usable_kids())
+            report.missing_kids = {
+                kid: n for kid, n in in_use.items() if kid != PLAIN_KID and kid not in usable
+            }
+            with system_session(factory()) as session:
+                _sample_keys(session, keys, sample, report)
     finally:
         engine.dispose()
     return report
+
+
+@contextlib.contextmanager
+def _step(name: str) -> Iterator[None]:
+    try:
+        yield
+    except BackupError:
+        raise
+    except Exception as exc:
+        raise RestoreStepFailed(name, exc) from exc
 
 
 def _safe_target(url: str) -> str:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+# Every model before any command runs (a restore crashed on an unresolved foreign key).
+import app.db.models  # noqa: F401
 from app.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -142,7 +144,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
         """Restore a backup, replay the erasure journal, verify the audit trail and keys."""
         from app.crypto.keyring import FileKeyRing
         from app.crypto.service import KeyService
-        from app.operations.backup import BackupError, restore
+        from app.operations.backup import BackupError, RestoreStepFailed, restore
         from app.operations.erasure_journal import JournalError, read_journal
 
         settings = settings_factory()
@@ -173,6 +175,9 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
                 pg_bin=pg_bin,
                 sample=sample,
             )
+        except RestoreStepFailed as exc:
+            typer.echo(f"{exc}; do not open this database to users", err=True)
+            raise typer.Exit(1) from exc
         except BackupError as exc:
             typer.echo(f"restore refused or failed: {exc}", err=True)
             raise typer.Exit(2) from exc

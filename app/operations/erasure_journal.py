@@ -6,13 +6,20 @@ erasure, replayed after every restore (and after a point-in-time recovery) so an
 victim never comes back. Lines hold a victim id, a time and a reason code, never a value
 about the person.
 
-Writing happens in two steps so the erasure stays one transaction:
+An erasure is acknowledged only once its line is on disk outside the database:
 
 1. `enqueue_erasure` adds an outbox row (topic `erasure.journal`) in the erasure's own
-   transaction: the erasure and the promise to journal it commit together or not at all.
-2. `drain_outbox` (the `passage erasure-journal drain` job, also run by `passage backup`
-   and `passage retention apply`) appends the pending rows to the file, fsyncs it, and only
-   then marks the rows processed. A crash between the two repeats lines; it never loses one.
+   transaction and, when the journal is configured, remembers the line for this session.
+2. Just before that transaction commits (a `before_commit` listener), the line is appended
+   to the journal and fsynced, and the outbox row is marked processed in the same
+   transaction. If the journal cannot be written, the commit does not happen: nothing is
+   erased and the request answers 503. If the commit fails after the fsync, the journal
+   holds a line for an erasure that was requested and authorised but not committed; a
+   replay then erases that victim, which is what was asked (erasing beats resurrecting).
+3. `drain_outbox` (the `passage erasure-journal drain` job, also run by `passage backup`
+   and `passage retention apply`) appends the rows of erasures made without a configured
+   journal (embedded evaluation set-ups) and marks them processed. A crash between the
+   append and the commit repeats lines; it never loses one.
 
 So the journal is at-least-once, and `replay` is idempotent: a victim that is already
 erased (no data key, no blind-index row) is skipped, an unknown id (registered after the
@@ -36,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import event, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -44,6 +51,7 @@ from app.auth.actor import Actor
 from app.cases.models import Case, OutboxMessage
 from app.crypto.models import BlindIndexEntry, DataKey
 from app.db.base import utcnow
+from app.errors import ServiceUnavailable
 from app.victims.models import Victim
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ HEADER = "# passage erasure journal v1: victim_id<TAB>erased_at<TAB>reason_code\
 ENV_VAR = "PASSAGE_ERASURE_JOURNAL"
 REPLAY_ACTOR = Actor.system("erasure_replay")
 _ENQUEUED = "passage.erasure_journal.enqueued"
+_WRITE_AHEAD = "passage.erasure_journal.write_ahead"
 _REASON = re.compile(r"^[a-z0-9_]{1,100}$")
 
 
@@ -147,7 +156,12 @@ def check_location(
 
 # -- step 1: in the erasure transaction -----------------------------------------------------------
 def enqueue_erasure(
-    session: Session, victim_id: uuid.UUID, *, reason_code: str, erased_at: datetime | None = None
+    session: Session,
+    victim_id: uuid.UUID,
+    *,
+    reason_code: str,
+    erased_at: datetime | None = None,
+    journal: Path | None = None,
 ) -> OutboxMessage | None:
     """Promise a journal line for this erasure, in the erasure's transaction (never commits).
 
@@ -173,7 +187,51 @@ def enqueue_erasure(
     )
     session.add(message)
     enqueued[victim_id] = message
+    if journal is not None:
+        entry = JournalEntry(victim_id, moment, reason_code)
+        session.info.setdefault(_WRITE_AHEAD, []).append((journal, entry, message))
     return message
+
+
+def _write_ahead(session: Session) -> None:
+    """Before the erasure commits: its journal line, appended and fsynced (see module doc)."""
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT: only the real commit counts
+    pending: list[tuple[Path, JournalEntry, OutboxMessage]] = session.info.pop(_WRITE_AHEAD, [])
+    live = [(path, entry, row) for path, entry, row in pending if row in session]
+    by_path: dict[Path, list[JournalEntry]] = {}
+    for path, entry, _row in live:
+        by_path.setdefault(path, []).append(entry)
+    for path, entries in by_path.items():
+        try:
+            append_entries(path, entries)
+        except JournalError as exc:
+            # Raised before the commit: nothing is erased, and the request says so.
+            raise ServiceUnavailable(
+                "The erasure could not be recorded in the erasure journal, so nothing was "
+                "erased. Try again in a minute; if it persists, tell the administrator.",
+                retry_after=60,
+            ) from exc
+    now = utcnow()
+    for _path, _entry, row in live:
+        row.processed_at = now
+
+
+def _forget_write_ahead(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_WRITE_AHEAD, None)
+
+
+def _listen() -> None:
+    for name, listener in (
+        ("before_commit", _write_ahead),
+        ("after_rollback", _forget_write_ahead),
+    ):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+
+
+_listen()
 
 
 # -- step 2: the file ---------------------------------------------------------------------------
@@ -189,17 +247,20 @@ def ensure_journal(path: Path) -> None:
     """Create the journal (0600, with its header) if it does not exist yet."""
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.write(fd, HEADER.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, HEADER.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise JournalError(f"cannot create the erasure journal {path}: {exc.strerror}") from exc
 
 
 def append_entries(path: Path, entries: Sequence[JournalEntry]) -> None:

@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.crypto.errors import CryptoError, DataKeyShreddedError
 from app.db.session import DbSession
-from app.errors import DomainError, GuardRefused, TooManyRequests, Unauthenticated
+from app.errors import DomainError, GuardRefused, RetryLater, Unauthenticated
 from app.logging import get_logger
 from app.web import labels
 from app.web.i18n import N_
@@ -92,7 +92,7 @@ async def _domain(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unauthenticated):
         return redirect(request, "/mfa" if exc.code == "mfa_required" else "/login")
     headers = {}
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, RetryLater):
         headers["Retry-After"] = str(exc.retry_after)
     return render_error(request, exc.status_code, domain_message(request, exc), headers=headers)
 

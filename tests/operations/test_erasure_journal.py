@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import uuid
@@ -114,8 +115,20 @@ def test_drain_writes_then_marks_and_a_lost_commit_only_duplicates(live, tmp_pat
     journal = tmp_path / "erasures.log"
     actor, admin = caseworker(live), administrator(live)
     victims = [register(live, actor, f"Drain{i}") for i in range(3)]
+    # Erasures made where no journal is configured wait in the outbox for the drain.
+    unjournaled = dataclasses.replace(
+        live.ctx, settings=live.settings.model_copy(update={"erasure_journal": None})
+    )
     for v in victims[:2]:
-        erase(live, admin, v.victim_id)
+        with live.session() as session, session.begin():
+            service.erase_victim(
+                session,
+                unjournaled,
+                admin,
+                v.victim_id,
+                legal_basis="GDPR Art. 17",
+                reason_code="subject_request",
+            )
 
     # A drain whose commit is lost (crash after the fsync): the lines stay, the rows too.
     with live.session() as session:
@@ -226,3 +239,52 @@ def test_journal_file_is_created_with_owner_only_permissions_even_with_a_loose_u
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "erasures.log").stat().st_mode) == 0o600
+
+
+def test_an_erasure_is_on_disk_in_the_journal_before_it_is_acknowledged(live) -> None:
+    actor = caseworker(live)
+    admin_user, _ = live.user("admin", "coordinator_office")
+    victim = register(live, actor, "WriteAhead")
+    journal = live.settings.erasure_journal
+    assert journal is not None
+    before = read_journal(journal).entries if journal.exists() else []
+    answer = live.api(admin_user).post(
+        f"/api/v1/victims/{victim.victim_id}/erasure",
+        json={"legal_basis": "GDPR Art. 17", "reason_code": "subject_request"},
+    )
+    assert answer.status_code == 200, answer.text
+    # No drain ran: the line was appended and fsynced before the transaction committed,
+    # and its outbox row was marked processed in that same transaction.
+    after = read_journal(journal).entries
+    assert [e.victim_id for e in after[len(before) :]] == [victim.victim_id]
+    with live.session() as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == TOPIC)).all()
+        assert [r.processed_at is not None for r in rows] == [True]
+
+
+def test_an_erasure_whose_journal_cannot_be_written_is_not_made(live, tmp_path: Path) -> None:
+    actor = caseworker(live)
+    admin_user, _ = live.user("admin", "coordinator_office")
+    victim = register(live, actor, "Unjournaled")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the journal's directory should be\n")
+    live.ctx.settings = live.settings.model_copy(
+        update={"erasure_journal": blocker / "erasures.log"}
+    )
+    answer = live.api(admin_user).post(
+        f"/api/v1/victims/{victim.victim_id}/erasure",
+        json={"legal_basis": "GDPR Art. 17", "reason_code": "subject_request"},
+    )
+    assert answer.status_code == 503, answer.text
+    assert int(answer.headers["Retry-After"]) > 0
+    assert "nothing was erased" in answer.json()["error"]["message"]
+    assert "Unjournaled" not in answer.text and str(blocker) not in answer.text
+    with live.session() as session:
+        assert session.scalar(select(func.count()).where(DataKey.victim_id == victim.victim_id))
+        assert session.get(Victim, victim.victim_id).erased_at is None
+        erased_events = session.scalar(
+            select(func.count()).where(
+                AuditEvent.victim_id == victim.victim_id, AuditEvent.action == "victim_erased"
+            )
+        )
+        assert erased_events == 0
