@@ -52,7 +52,7 @@ log = get_logger("passage.transnational")
 WITHDRAWN_TOPIC = "consent.withdrawn"
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)
-FINAL_REFUSALS = frozenset({409, 413, 422})
+FINAL_REFUSALS = frozenset({409, 413, 415, 422})
 
 
 @dataclass
