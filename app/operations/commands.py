@@ -132,7 +132,8 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
             ),
         ] = False,
         journal: Annotated[
-            Path | None, typer.Option(help="Erasure journal; default PASSAGE_ERASURE_JOURNAL.")
+            Path | None,
+            typer.Option(help="Journal file or directory (every node's *.log is read)."),
         ] = None,
         skip_journal_replay: Annotated[
             bool,
@@ -145,7 +146,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
         from app.crypto.keyring import FileKeyRing
         from app.crypto.service import KeyService
         from app.operations.backup import BackupError, RestoreStepFailed, restore
-        from app.operations.erasure_journal import JournalError, read_journal
+        from app.operations.erasure_journal import JournalError, read_journals
 
         settings = settings_factory()
         path = _journal_path(settings, journal)
@@ -159,7 +160,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
                 )
                 raise typer.Exit(2)
             try:
-                contents = read_journal(path)
+                contents = read_journals(path)
             except JournalError as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(2) from exc
@@ -276,7 +277,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
     @journal_cli.command("status")
     def journal_status(
         journal: Annotated[
-            Path | None, typer.Option(help="Default PASSAGE_ERASURE_JOURNAL.")
+            Path | None, typer.Option(help="Journal file or directory (every *.log in it is read).")
         ] = None,
         max_pending_minutes: Annotated[
             int | None, typer.Option(help="Exit 1 if an erasure waits longer than this.")
@@ -284,14 +285,14 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
     ) -> None:
         """Pending erasures (not yet journaled) and the journal's size."""
         from app.db.base import utcnow
-        from app.operations.erasure_journal import pending_count, read_journal
+        from app.operations.erasure_journal import pending_count, read_journals
 
         settings = settings_factory()
         with _session(settings) as session:
             pending, oldest = pending_count(session)
         path = _journal_path(settings, journal)
         if path is not None and path.exists():
-            contents = read_journal(path)
+            contents = read_journals(path)
             typer.echo(
                 f"journal {path}: {len(contents.entries)} entries for "
                 f"{len(contents.victim_ids())} victims, {len(contents.malformed_lines)} malformed lines"
@@ -308,13 +309,13 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
     @journal_cli.command("replay")
     def journal_replay(
         journal: Annotated[
-            Path | None, typer.Option(help="Default PASSAGE_ERASURE_JOURNAL.")
+            Path | None, typer.Option(help="Journal file or directory (every *.log in it is read).")
         ] = None,
     ) -> None:
         """Re-shred journaled victims in the configured database (after a point-in-time recovery)."""
         from app.crypto.keyring import FileKeyRing
         from app.crypto.service import KeyService
-        from app.operations.erasure_journal import JournalError, read_journal, replay
+        from app.operations.erasure_journal import JournalError, read_journals, replay
 
         settings = settings_factory()
         path = _journal_path(settings, journal)
@@ -322,7 +323,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
             typer.echo("no erasure journal configured (PASSAGE_ERASURE_JOURNAL)", err=True)
             raise typer.Exit(2)
         try:
-            contents = read_journal(path)
+            contents = read_journals(path)
         except JournalError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from exc

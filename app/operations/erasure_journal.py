@@ -289,6 +289,34 @@ def append_entries(path: Path, entries: Sequence[JournalEntry]) -> None:
         os.close(fd)  # closing releases the lock
 
 
+def journal_files(location: Path) -> list[Path]:
+    """Every node's journal: the `*.log` files in the journal's directory.
+
+    Each app node appends to a file of its own (no two hosts append to one file: locks are
+    unreliable on network file systems), so a restore reads them all. `location` is a
+    journal file (its siblings are read too) or the directory itself.
+    """
+    directory = location if location.is_dir() else location.parent
+    files = sorted(directory.glob("*.log")) if directory.is_dir() else []
+    if location.is_file() and location not in files:
+        files.append(location)
+    return files
+
+
+def read_journals(location: Path) -> JournalContents:
+    """All nodes' journals merged (see `journal_files`); an error if there is none."""
+    files = journal_files(location)
+    if not files:
+        raise JournalError(f"the erasure journal {location} does not exist")
+    entries: list[JournalEntry] = []
+    malformed: list[int] = []
+    for path in files:
+        contents = read_journal(path)
+        entries += contents.entries
+        malformed += contents.malformed_lines
+    return JournalContents(entries, malformed)
+
+
 def read_journal(path: Path) -> JournalContents:
     if not path.exists():
         raise JournalError(f"the erasure journal {path} does not exist")

@@ -29,6 +29,7 @@ from app.operations.erasure_journal import (
     drain_outbox,
     enqueue_erasure,
     read_journal,
+    read_journals,
     replay,
 )
 from app.victims.models import Victim
@@ -288,3 +289,17 @@ def test_an_erasure_whose_journal_cannot_be_written_is_not_made(live, tmp_path: 
             )
         )
         assert erased_events == 0
+
+
+def test_every_nodes_journal_in_the_directory_is_read(tmp_path: Path) -> None:
+    """Each app node appends to its own file; restore and replay read them all."""
+    first = JournalEntry(uuid.uuid4(), WHEN, "subject_request")
+    second = JournalEntry(uuid.uuid4(), WHEN, "retention_expired")
+    append_entries(tmp_path / "journal" / "erasures-node-a.log", [first])
+    append_entries(tmp_path / "journal" / "erasures-node-b.log", [second])
+    (tmp_path / "journal" / "notes.txt").write_text("not a journal\n")
+    for location in (tmp_path / "journal", tmp_path / "journal" / "erasures-node-a.log"):
+        contents = read_journals(location)
+        assert contents.victim_ids() == {first.victim_id, second.victim_id}
+    with pytest.raises(JournalError, match="does not exist"):
+        read_journals(tmp_path / "nowhere" / "erasures.log")
