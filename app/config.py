@@ -101,6 +101,11 @@ class Settings(BaseSettings):
                 )
             if not self.session_cookie_secure:
                 problems.append("session cookies must be Secure")
+            if self.erasure_journal is None:
+                problems.append(
+                    "PASSAGE_ERASURE_JOURNAL must name the erasure journal (erasures are "
+                    "journaled before they commit, so a restore cannot bring them back)"
+                )
             if not self.base_url.startswith("https://"):
                 problems.append("base_url must be https")
             if not self.encryption_enabled:
