@@ -115,28 +115,21 @@ def test_backup_more_work_erasures_then_one_restore_command(fresh_db, keys_dir, 
     name = f"passage_drill_{uuid.uuid4().hex[:8]}"
     owner_target = make_url(fresh_db.owner_url).set(database=name)
     app_target = make_url(fresh_db.app_url).set(database=name)
+    restore_argv = (
+        "restore",
+        str(backup_dir),
+        "--target-url",
+        owner_target.render_as_string(hide_password=False),
+    )
     try:
         # A restore with keys from another installation: it restores, then fails loudly.
         foreign = make_keys(tmp_path / "foreign-keys")
-        wrong_env = {**env, "PASSAGE_KEYS_DIR": str(foreign)}
-        refused = _passage(
-            wrong_env,
-            "restore",
-            str(backup_dir),
-            "--target-url",
-            owner_target.render_as_string(hide_password=False),
-        )
+        refused = _passage({**env, "PASSAGE_KEYS_DIR": str(foreign)}, *restore_argv)
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "MISSING KEY" in refused.stdout and "restore verified" not in refused.stdout
         _drop_pg_database(os.environ["TEST_DATABASE_URL"], name)
 
-        restored = _passage(
-            env,
-            "restore",
-            str(backup_dir),
-            "--target-url",
-            owner_target.render_as_string(hide_password=False),
-        )
+        restored = _passage(env, *restore_argv)
         print("\n" + restored.stdout)
         assert restored.returncode == 0, restored.stdout + restored.stderr
         assert "restore verified" in restored.stdout
