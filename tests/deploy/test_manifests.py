@@ -8,6 +8,12 @@ What these tests check
   credential-bearing URL is written inline; PgBouncer runs in transaction mode with SCRAM;
   PostgreSQL 15 has a healthcheck and a named volume; images are pinned; the connection
   pool arithmetic holds.
+- Erasure journal (the app appends and fsyncs each erasure's line before the erasure
+  commits, and refuses the erasure without it): in each deployment (systemd, compose,
+  Helm) PASSAGE_ERASURE_JOURNAL names a file in a location writable by the app process,
+  one file per node in a shared directory, outside the key directory, the PostgreSQL data
+  volume and /tmp; the services or pods that run restore/retention mount the same
+  directory.
 - Dockerfile: multi-stage on python:3.11-slim (major.minor pinned), numeric non-root USER
   in the final stage, HEALTHCHECK on /healthz with python, the required ENTRYPOINT/CMD, no
   `ADD http...`, no compilers in the final stage, an allow-list .dockerignore.
@@ -53,7 +59,7 @@ import re
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
@@ -499,7 +505,9 @@ def test_systemd_app_requires_migrate_and_is_hardened() -> None:
     environment = " ".join(_all_values("passage.service", "Environment"))
     assert "PASSAGE_KEYS_DIR=/etc/passage/keys" in environment
     assert "LoadCredential" not in service
-    assert "ReadWritePaths" not in service, "the app writes nothing outside PrivateTmp"
+    # The one writable path besides PrivateTmp: the erasure journal's directory
+    # (test_systemd_app_can_write_the_erasure_journal).
+    assert _all_values("passage.service", "ReadWritePaths") == ["/var/lib/passage/journal"]
 
 
 def test_systemd_keys_check_timer() -> None:
@@ -551,6 +559,93 @@ def test_nginx_add_header_only_at_server_level() -> None:
     conf = _without_comments(_nginx())
     for block in re.findall(r"location [^{]*\{([^{}]*)\}", conf):
         assert "add_header" not in block
+
+
+# -------------------------------------------------------------------- erasure journal ---
+
+POSTGRES_DATA = PurePosixPath("/var/lib/postgresql")
+
+
+def _inside(path: PurePosixPath | str, directory: PurePosixPath | str) -> bool:
+    path, directory = PurePosixPath(path), PurePosixPath(directory)
+    return path == directory or directory in path.parents
+
+
+def _assert_journal_apart(journal: PurePosixPath, keys_dir: str) -> None:
+    """A journal file outside the key directory, the PostgreSQL data and /tmp."""
+    assert journal.is_absolute() and journal.suffix == ".log", journal
+    for forbidden in (keys_dir, POSTGRES_DATA, "/tmp"):
+        assert not _inside(journal, forbidden), (journal, forbidden)
+        assert not _inside(forbidden, journal.parent), (journal, forbidden)
+
+
+def test_systemd_app_can_write_the_erasure_journal() -> None:
+    """ProtectSystem=strict: the journal's directory must be a ReadWritePaths= entry."""
+    journal = PurePosixPath(
+        _read_env_file(SYSTEMD / "passage.env.example")["PASSAGE_ERASURE_JOURNAL"]
+    )
+    unit = _unit("passage.service")
+    assert unit["Service"]["ProtectSystem"] == "strict"
+    writable = [
+        path.lstrip("-+")
+        for value in _all_values("passage.service", "ReadWritePaths")
+        for path in value.split()
+    ]
+    assert any(_inside(journal.parent, path) for path in writable), (journal, writable)
+    # Not "-"-prefixed: a missing directory stops the unit instead of every erasure.
+    assert not any(v.startswith("-") for v in _all_values("passage.service", "ReadWritePaths"))
+    # Started only once the (shared) journal file system is mounted.
+    assert str(journal.parent) in unit["Unit"]["RequiresMountsFor"].split()
+    assert "StateDirectory" not in unit["Service"], "StateDirectory= would chown a shared mount"
+    assert journal.name.startswith("erasures-"), "one file per node: erasures-<node>.log"
+    _assert_journal_apart(journal, "/etc/passage/keys")
+
+
+def _volume_at(service: dict[str, Any], target: str) -> dict[str, Any] | None:
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict) and volume.get("target") == target:
+            return volume
+        if isinstance(volume, str) and volume.split(":")[1:2] == [target]:
+            source, _, rest = volume.partition(":")
+            return {"type": "volume", "source": source, "read_only": rest.endswith(":ro")}
+    return None
+
+
+def test_compose_app_and_admin_can_write_the_erasure_journal(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    pgdata = services["postgres"]["volumes"][0].split(":")[0]
+    journals = {}
+    for name in ("app", "keys-admin"):
+        service = services[name]
+        env = _environment(service)
+        journal = PurePosixPath(env["PASSAGE_ERASURE_JOURNAL"])
+        volume = _volume_at(service, str(journal.parent))
+        assert volume is not None, f"{name}: no volume at the journal's directory"
+        assert volume["type"] == "volume" and volume["source"] in compose["volumes"], name
+        assert volume["source"] != pgdata, "the journal must survive the database's volume"
+        assert not volume.get("read_only"), name
+        assert not volume.get("volume", {}).get("nocopy"), "the image's owner must be copied"
+        _assert_journal_apart(journal, env["PASSAGE_KEYS_DIR"])
+        journals[name] = journal
+    # One directory (restore/replay/status read every *.log there), one file per writer.
+    assert journals["app"].parent == journals["keys-admin"].parent
+    assert journals["app"] != journals["keys-admin"]
+    assert services["app"]["read_only"] is True
+
+
+def test_dockerfile_creates_the_journal_mount_point_for_the_app_user() -> None:
+    """A fresh named volume takes the owner and mode of the image's mount point."""
+    users = [rest for word, rest in _final_stage() if word == "USER"]
+    uid, _, gid = users[-1].partition(":")
+    runs = " ".join(rest for word, rest in _final_stage() if word == "RUN")
+    target = _environment(
+        yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text())["services"]["app"]
+    )["PASSAGE_ERASURE_JOURNAL"]
+    directory = str(PurePosixPath(target).parent)
+    assert re.search(
+        rf"install -d -o {uid} -g {gid or uid} -m 0700 {re.escape(directory)}(\s|$)", runs
+    ), runs
 
 
 # ------------------------------------------------------------------------ Kubernetes ---
@@ -747,6 +842,63 @@ def test_network_policy_limits_app_egress(
     for name in (f"{RELEASE}-pgbouncer", f"{RELEASE}-migrate"):
         egress = _one(docs, "NetworkPolicy", name)["spec"]["egress"]
         assert values["database"]["port"] in {p["port"] for r in egress for p in r["ports"]}
+
+
+def _journal_pods(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The app Deployment and every Job/CronJob that erases, restores or reads the journal."""
+    out = []
+    for doc in docs:
+        if doc["kind"] == "CronJob":
+            pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif doc["kind"] in ("Deployment", "Job"):
+            pod = doc["spec"]["template"]["spec"]
+        else:
+            continue
+        commands = {c.get("args", [""])[0] for c in pod["containers"]}
+        if commands & {"serve", "restore", "retention", "erasure-journal"}:
+            out.append((doc["metadata"]["name"], pod))
+    return out
+
+
+def test_helm_app_pods_write_their_own_journal_on_the_claim(
+    docs: list[dict[str, Any]], values: dict[str, Any]
+) -> None:
+    journal_values = values["erasureJournal"]
+    mount_path = journal_values["mountPath"]
+    keys_dir = _one(docs, "ConfigMap", RELEASE)["data"]["PASSAGE_KEYS_DIR"]
+    pods = _journal_pods(docs)
+    assert RELEASE in {name for name, _ in pods}, "the app Deployment writes the journal"
+    for name, pod in pods:
+        (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert volume["persistentVolumeClaim"]["claimName"] == journal_values["existingClaim"]
+        for container in pod["containers"]:
+            env = container["env"]
+            names = [e["name"] for e in env]
+            journal = PurePosixPath(
+                next(e["value"] for e in env if e["name"] == "PASSAGE_ERASURE_JOURNAL")
+            )
+            # One file per pod: $(POD_NAME), from the downward API, declared before use.
+            assert "$(POD_NAME)" in journal.name, (name, journal)
+            pod_name = env[names.index("POD_NAME")]
+            assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            assert names.index("POD_NAME") < names.index("PASSAGE_ERASURE_JOURNAL")
+            (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+            assert mount["mountPath"] == str(journal.parent) == mount_path, name
+            assert not mount.get("readOnly") and "subPath" not in mount, name
+            _assert_journal_apart(journal, keys_dir)
+    # The claim is a durable PVC (never an emptyDir) and is not created by the chart, so
+    # `helm uninstall` cannot delete it.
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    assert "ReadWriteMany" in (CHART / "values.yaml").read_text()
+
+
+def test_helm_init_container_probes_the_journal_claim(docs: list[dict[str, Any]]) -> None:
+    pod = _one(docs, "Deployment", RELEASE)["spec"]["template"]["spec"]
+    (check,) = [c for c in pod["initContainers"] if c["name"] == "check-erasure-journal"]
+    (mount,) = check["volumeMounts"]
+    assert mount["name"] == "erasure-journal" and not mount.get("readOnly")
+    assert f"touch {mount['mountPath']}/" in check["args"][0]
+    assert not check["args"][0].rstrip().endswith(".log"), "the probe is not a journal file"
 
 
 def test_reporting_replica_only_for_the_app(
