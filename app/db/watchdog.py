@@ -53,6 +53,9 @@ class DeadlineExceeded(psycopg.OperationalError):
     """The database did not answer in time; the watchdog closed the connection."""
 
 
+_IDLE_POLL_SECONDS = 0.25
+
+
 @dataclass
 class _Armed:
     deadline: float
@@ -116,12 +119,12 @@ class Watchdog:
                     # the connection and free its descriptor) while we shut the socket down.
                     _shut_down(armed.connection)
                     log.warning("database_wait_deadline_exceeded", seconds=armed.seconds)
-                self._next_wake = min((a.deadline for a in self._armed.values()), default=now)
-                if not self._armed:
-                    self._next_wake = float("inf")
-                    self._wake.wait()
-                else:
-                    self._wake.wait(max(self._next_wake - now, 0.001))
+                # Idle, look again shortly: then arming a statement's deadline (always later
+                # than that) needs no wake-up, only a dict entry under the lock.
+                self._next_wake = min(
+                    (a.deadline for a in self._armed.values()), default=now + _IDLE_POLL_SECONDS
+                )
+                self._wake.wait(max(self._next_wake - now, 0.001))
 
 
 def _shut_down(connection: psycopg.Connection[Any]) -> None:
