@@ -117,8 +117,11 @@ class Watchdog:
                     self.fired_total += 1
                     # Under the lock: the waiting thread cannot disarm (and so cannot close
                     # the connection and free its descriptor) while we shut the socket down.
-                    _shut_down(armed.connection)
-                    log.warning("database_wait_deadline_exceeded", seconds=armed.seconds)
+                    try:
+                        _shut_down(armed.connection)
+                        log.warning("database_wait_deadline_exceeded", seconds=armed.seconds)
+                    except Exception:  # noqa: S110 (the monitor must outlive any one failure)
+                        pass
                 # Idle, look again shortly: then arming a statement's deadline (always later
                 # than that) needs no wake-up, only a dict entry under the lock.
                 self._next_wake = min(
