@@ -229,7 +229,10 @@ class _Post:
         await self.app(scope, receive, send)
 
     def run(self) -> _Post:
-        anyio.run(self._run)
+        # In a loop of its own thread, as TestClient does: this thread may already hold one
+        # (Playwright's sync API, from the browser tests earlier in the same worker).
+        with anyio.from_thread.start_blocking_portal() as portal:
+            portal.call(self._run)
         return self
 
 
