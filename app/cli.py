@@ -194,11 +194,12 @@ def keys_status() -> None:
     with _session() as session:
         by_kind = ctx.keys.keys_in_use_by_kind(session)
     for rec in ctx.keys.keyring.records():
-        state = (
-            "retired"
-            if rec.retired
-            else ("active" if rec.kid == ctx.keys.keyring.active_kid else "usable")
-        )
+        if rec.retired:
+            state = "retired"
+        elif rec.kid == ctx.keys.keyring.active_kid:
+            state = "active"
+        else:
+            state = "retiring" if rec.retiring else "usable"
         wraps = ", ".join(f"{counts.get(rec.kid, 0)} {kind}" for kind, counts in by_kind.items())
         typer.echo(f"{rec.kid}  {state:8}  created {rec.created_at}  wraps {wraps}")
     unknown = {
@@ -217,7 +218,7 @@ def keys_status() -> None:
 def keys_rotate(batch_size: int = 500) -> None:
     """Add a key-encryption key and re-wrap every wrapped key under it (fields untouched).
 
-    If an earlier rotation did not finish, this finishes it instead of adding another key.
+    What an earlier, interrupted rotation left under older keys is finished first.
     """
     from app.crypto.rotation import RotationIncomplete, rotate
 
@@ -227,35 +228,33 @@ def keys_rotate(batch_size: int = 500) -> None:
     except RotationIncomplete as exc:
         typer.echo(f"rotation incomplete: {exc}", err=True)
         raise typer.Exit(1) from exc
-    verb = "resumed the unfinished rotation to" if result.resumed else "new active key"
+    if result.resumed:
+        typer.echo("finished an earlier rotation that had not completed")
     done = ", ".join(f"{n} {kind}" for kind, n in sorted(result.rewrapped.items())) or "nothing"
-    typer.echo(f"{verb} {result.active_kid}; re-wrapped {done}")
+    typer.echo(f"new active key {result.active_kid}; re-wrapped {done}")
     if result.relabelled:
         fixed = ", ".join(f"{n} {kind}" for kind, n in sorted(result.relabelled.items()))
         typer.echo(f"repaired key labels of {fixed}")
 
 
 @keys_cli.command("retire")
-def keys_retire(
-    kid: str,
-    grace_seconds: Annotated[
-        float,
-        typer.Option(
-            help="Wait until the key has been inactive this long (late writers), then check."
-        ),
-    ] = 60.0,
-) -> None:
-    """Retire an old key and destroy its file (refused while anything is wrapped by it)."""
+def keys_retire(kid: str) -> None:
+    """Retire an old key and destroy its file (refused while anything is wrapped by it).
+
+    Waits for requests that wrapped a key under it before the rotation, re-wraps what they
+    committed, then checks every kind of wrapped key again.
+    """
     from app.crypto.errors import KeyFileError, UnknownKeyError
     from app.crypto.rotation import RotationIncomplete, retire
 
     ctx = _context()
     try:
-        retire(_session, ctx.keys, kid, grace_seconds=grace_seconds)
+        result = retire(_session, ctx.keys, kid)
     except (RotationIncomplete, KeyFileError, UnknownKeyError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"key {kid} retired and destroyed")
+    late = sum(result.rewrapped.values())
+    typer.echo(f"key {kid} retired and destroyed ({late} late wrapped keys re-wrapped first)")
 
 
 @audit_cli.command("verify")

@@ -8,12 +8,14 @@ The ring wraps per-victim data keys; it never sees field values. Keys live in fi
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.crypto.errors import KeyFileError, SealedValueIntegrityError, UnknownKeyError
+from app.logging import get_logger
+
+log = get_logger("passage.keys")
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -53,6 +58,8 @@ class KekRecord:
     kid: str
     created_at: str
     retired: bool = False
+    #: Being retired: it still unwraps, but nothing may be committed under it any more.
+    retiring: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,33 @@ class _RingState:
 
 
 def _write_secret_file(path: Path, data: bytes) -> None:
+    """Create a 0600 file and make it durable (file and directory entry) before returning:
+    a key lost in a power cut after data was re-wrapped under it would lose that data."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _ring_lock(keys_dir: Path) -> Iterator[None]:
+    """Serialise changes to the manifest (two `keys` commands never lose each other's)."""
+    fd = os.open(keys_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _check_private(path: Path) -> None:
@@ -151,7 +182,10 @@ class FileKeyRing:
                 return False  # another thread reloaded meanwhile
             try:
                 self._load()
-            except KeyFileError:
+            except KeyFileError as exc:
+                # Keeps serving with what it has; wraps under a KEK being retired are refused
+                # (KeyService.wrap_pinned), so a stale ring cannot lose data, only fail loudly.
+                log.warning("key_ring_reload_failed", problem=str(exc))
                 return False
             return True
 
@@ -266,26 +300,59 @@ class FileKeyRing:
 
     def add_key(self) -> str:
         """Add a new KEK and make it active. Old ids keep unwrapping until retired."""
-        kid = _new_kid()
-        create_secret_file(self.keys_dir / f"kek-{kid}.key")
-        self.reload()  # build on the manifest as it is now, not as this process last read it
-        records = [*self._state.records, KekRecord(kid=kid, created_at=_now())]
-        _write_manifest(self.keys_dir, kid, records)
-        self.reload()
+        with _ring_lock(self.keys_dir):
+            kid = _new_kid()
+            create_secret_file(self.keys_dir / f"kek-{kid}.key")
+            self.reload()  # build on the manifest as it is now, not as this process read it
+            records = [*self._state.records, KekRecord(kid=kid, created_at=_now())]
+            _write_manifest(self.keys_dir, kid, records)
+            self.reload()
         return kid
+
+    def mark_retiring(self, kid: str) -> None:
+        """First step of retirement: from now on no process commits a key wrapped by `kid`
+        (see `winding_down`); it keeps unwrapping until `retire`."""
+        self._change(kid, retiring=True)
 
     def retire(self, kid: str) -> None:
         """Mark a KEK retired and destroy its file: wrapped keys in old backups die with it."""
-        self.reload()
-        state = self._state
-        if kid == state.active:
-            raise KeyFileError("the active key cannot be retired; rotate first")
-        if not any(r.kid == kid for r in state.records):
-            raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring")
-        records = [KekRecord(r.kid, r.created_at, r.retired or r.kid == kid) for r in state.records]
-        _write_manifest(self.keys_dir, state.active, records)
+        self._change(kid, retired=True)
         (self.keys_dir / f"kek-{kid}.key").unlink(missing_ok=True)
+        _fsync_directory(self.keys_dir)
         self.reload()
+
+    def _change(self, kid: str, *, retiring: bool = False, retired: bool = False) -> None:
+        with _ring_lock(self.keys_dir):
+            self.reload()
+            state = self._state
+            if kid == state.active:
+                raise KeyFileError("the active key cannot be retired; rotate first")
+            if not any(r.kid == kid for r in state.records):
+                raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring")
+            records = [
+                KekRecord(
+                    r.kid,
+                    r.created_at,
+                    retired=r.retired or (retired and r.kid == kid),
+                    retiring=r.retiring or (r.kid == kid and (retiring or retired)),
+                )
+                for r in state.records
+            ]
+            _write_manifest(self.keys_dir, state.active, records)
+            self.reload()
+
+    def winding_down(self, kid: str) -> bool:
+        """True if the manifest on disk no longer lets new keys be committed under `kid`
+        (being retired, retired, or unknown). Read from disk every time: a process whose
+        reload failed must not go on trusting its memory."""
+        try:
+            data = json.loads((self.keys_dir / MANIFEST).read_text())
+            for item in data["keys"]:
+                if item["kid"] == kid:
+                    return bool(item.get("retired") or item.get("retiring"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+        return True
 
 
 def _new_kid() -> str:
@@ -298,11 +365,25 @@ def _now() -> str:
 
 
 def _write_manifest(keys_dir: Path, active: str, records: list[KekRecord]) -> None:
-    payload = {"active_kid": active, "keys": [rec.__dict__ for rec in records]}
+    payload = {"active_kid": active, "keys": [_record_json(rec) for rec in records]}
     tmp = keys_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.chmod(tmp, 0o600)
     os.replace(tmp, keys_dir / MANIFEST)
+    _fsync_directory(keys_dir)
+
+
+def _record_json(record: KekRecord) -> dict[str, object]:
+    data: dict[str, object] = {"kid": record.kid, "created_at": record.created_at}
+    if record.retired:
+        data["retired"] = True
+    if record.retiring:
+        data["retiring"] = True
+    return data
 
 
 # -- transnational exchange: the instance encryption key (appended for issue 6) ---------------

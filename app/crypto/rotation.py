@@ -3,26 +3,24 @@
 `rotate` first finishes whatever an earlier rotation left under older KEKs; only when every
 wrapped key of every kind is under the active KEK does it add a new one. A rotation that
 stops part-way (a crash, a key no KEK opens) is resumed by running it again, and never adds a
-key on top of an unfinished one.
+key on top of one it could not finish.
 
 `retire` destroys a KEK file only when nothing wraps under it any more. A request that
-wrapped a key just before the rotation may commit a moment after the rotation's last batch,
-so retirement waits until the KEK has been inactive for a grace period, re-wraps such late
-arrivals, and counts again just before it destroys the file.
+wrapped a key just before the rotation may commit a moment after the rotation's last batch:
+retirement marks the KEK as being retired, waits for every transaction that holds it,
+re-wraps what they left under it, and counts again just before it destroys the file.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from app.crypto.errors import KeyFileError
-from app.crypto.service import KeyService, RewrapReport
+from app.crypto.service import KeyService, RewrapReport, hold_kek
 
 SessionFactory = Callable[[], Session]
 
@@ -81,7 +79,12 @@ def pending_rewrap(sessions: SessionFactory, keys: KeyService) -> dict[str, int]
 
 
 def rotate(sessions: SessionFactory, keys: KeyService, *, batch_size: int = 500) -> RotationResult:
-    """Finish an unfinished rotation, or add a KEK and re-wrap every wrapped key under it."""
+    """Add a KEK and re-wrap every wrapped key under it.
+
+    What an earlier rotation left under older KEKs is finished first; if some key opens
+    under no usable KEK, nothing is added (so failed runs never pile up keys), and running
+    it again resumes.
+    """
     keys.keyring.reload()
     resumed = bool(pending_rewrap(sessions, keys))
     result = RotationResult(active_kid=keys.keyring.active_kid, added_kid=None, resumed=resumed)
@@ -89,7 +92,6 @@ def rotate(sessions: SessionFactory, keys: KeyService, *, batch_size: int = 500)
         rewrap_all(sessions, keys, result, batch_size=batch_size)
         if result.unreadable:
             raise RotationIncomplete(_unreadable_message(result.unreadable), result.unreadable)
-        return result
     result.added_kid = result.active_kid = keys.keyring.add_key()
     rewrap_all(sessions, keys, result, batch_size=batch_size)
     if result.unreadable:
@@ -102,22 +104,32 @@ def retire(
     keys: KeyService,
     kid: str,
     *,
-    grace_seconds: float = 60.0,
     batch_size: int = 500,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> RotationResult:
-    """Destroy a KEK once nothing is wrapped by it (refused otherwise, with the counts)."""
+    """Destroy a KEK once nothing is wrapped by it (refused otherwise, with the counts).
+
+    1. The manifest marks the KEK as being retired: from then on no process commits a key
+       wrapped by it (`KeyService.wrap_pinned` checks the manifest on disk after taking
+       its hold on the KEK, and wraps again under the active KEK).
+    2. One transaction takes the KEK exclusively, so it waits for every transaction that
+       wrapped a key under it before step 1 (they hold it shared until they end), then
+       re-wraps whatever they committed, and commits.
+    3. Counted again; only if nothing of any kind is left is the key file destroyed.
+    """
     ring = keys.keyring
     ring.reload()
-    replaced = ring.replaced_at(kid)
-    if replaced is None:
+    if ring.replaced_at(kid) is None:
         raise KeyFileError("the active key cannot be retired; rotate first")
-    waited = (datetime.now(UTC) - replaced).total_seconds()
-    if waited < grace_seconds:
-        sleep(grace_seconds - waited)
+    ring.mark_retiring(kid)
     result = RotationResult(active_kid=ring.active_kid, added_kid=None, resumed=False)
-    # Late arrivals: keys wrapped under `kid` by requests that started before the rotation.
-    rewrap_all(sessions, keys, result, batch_size=batch_size, only_kid=kid)
+    skip: set[uuid.UUID] = set()
+    with sessions() as session, session.begin():
+        hold_kek(session, kid, exclusive=True)
+        while True:
+            batch = keys.rewrap_batch(session, batch_size=batch_size, only_kid=kid, skip=skip)
+            result.absorb(batch)
+            if batch.total == 0 and not batch.unreadable:
+                break
     with sessions() as session:
         left = keys.keys_in_use_by_kind(session)
     still = {kind: counts[kid] for kind, counts in left.items() if counts.get(kid)}
@@ -125,7 +137,7 @@ def retire(
         raise RotationIncomplete(
             f"key {kid} still wraps "
             + ", ".join(f"{n} {kind}" for kind, n in sorted(still.items()))
-            + "; run 'passage keys rotate' first",
+            + " that no usable key opens; nothing was destroyed",
             still,
         )
     ring.retire(kid)

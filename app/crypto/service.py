@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.crypto.blind_index import BlindIndexer
@@ -17,6 +18,7 @@ from app.crypto.keyring import (
     BLIND_INDEX_KEY,
     SESSION_KEY,
     SIGNING_KEY,
+    AadFor,
     FileKeyRing,
     read_secret_file,
     read_signing_key,
@@ -24,6 +26,7 @@ from app.crypto.keyring import (
 from app.crypto.models import BlindIndexEntry, DataKey
 from app.crypto.wrapped import PLAIN_KID, WrappedKeyKind, kinds
 from app.db.base import new_id, utcnow
+from app.errors import ServiceUnavailable
 
 _CACHE = "passage.data_keys"
 
@@ -52,6 +55,21 @@ class RewrapReport:
         return sum(self.rewrapped.values())
 
 
+def hold_kek(session: Session, kid: str, *, exclusive: bool = False) -> None:
+    """Hold a KEK for the rest of the transaction (PostgreSQL advisory lock; a no-op on
+    SQLite, whose writers are serialised by BEGIN IMMEDIATE). Writers hold it shared;
+    retirement holds it exclusively, so it waits for every writer that used the KEK."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    session.execute(text(f"SELECT {function}(:key)"), {"key": _kek_lock_key(kid)})
+
+
+def _kek_lock_key(kid: str) -> int:
+    digest = hashlib.sha256(b"passage:kek:" + kid.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def _aad_of(kind: WrappedKeyKind, row: Any, kek_kid: str) -> bytes:
     return kind.aad(kek_kid, row)
 
@@ -75,11 +93,34 @@ class KeyService:
             codec: Codec = PlainCodec(key_id)
         else:
             dek = new_data_key()
-            kid, wrapped = self.keyring.wrap(dek, lambda kid: data_key_aad(kid, key_id, victim_id))
+            kid, wrapped = self.wrap_pinned(
+                session, dek, lambda kid: data_key_aad(kid, key_id, victim_id)
+            )
             row = DataKey(id=key_id, victim_id=victim_id, kek_kid=kid, wrapped_key=wrapped)
             codec = FieldCipher(key_id, dek)
         session.info.setdefault(_CACHE, {})[victim_id] = codec
         return codec, row
+
+    def wrap_pinned(self, session: Session, dek: bytes, aad_for: AadFor) -> tuple[str, bytes]:
+        """Wrap under the active KEK and hold that KEK until this transaction ends.
+
+        `passage keys retire` first marks a KEK as being retired, then waits for every
+        transaction holding it (PostgreSQL: a shared advisory lock per KEK; SQLite
+        serialises writers anyway), re-wraps what they committed, and only then destroys
+        it. A KEK already being retired is never used: a process whose ring is stale (a
+        reload that failed) wraps again after reloading, or answers 503.
+        """
+        for _attempt in range(3):
+            kid, wrapped = self.keyring.wrap(dek, aad_for)
+            hold_kek(session, kid)
+            if not self.keyring.winding_down(kid):
+                return kid, wrapped
+            self.keyring.reload_if_changed()
+        raise ServiceUnavailable(
+            "Nothing was saved: this server's key ring is out of date. Try again in a minute; "
+            "if it persists, tell the administrator.",
+            retry_after=30,
+        )
 
     def codec_for(self, session: Session, victim_id: uuid.UUID) -> Codec:
         cache: dict[uuid.UUID, Codec] = session.info.setdefault(_CACHE, {})
@@ -156,8 +197,8 @@ class KeyService:
             if found != row.kek_kid:
                 report.relabelled[kind.name] = report.relabelled.get(kind.name, 0) + 1
             # The id recorded is the id that wrapped, from the same call.
-            row.kek_kid, row.wrapped_key = self.keyring.wrap(
-                dek, functools.partial(_aad_of, kind, row)
+            row.kek_kid, row.wrapped_key = self.wrap_pinned(
+                session, dek, functools.partial(_aad_of, kind, row)
             )
             row.rewrapped_at = utcnow()
             report.rewrapped[kind.name] = report.rewrapped.get(kind.name, 0) + 1

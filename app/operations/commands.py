@@ -249,9 +249,13 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
         finally:
             database.dispose()
         if path is not None and not dry_run:
-            report.journaled = drain_journal(settings, path)
+            # Each erasure was journaled before it committed; the drain adds any erasure
+            # made earlier where no journal was configured.
+            report.journaled = len(report.erased_ids) + drain_journal(settings, path)
         for line in report.lines():
             typer.echo(line)
+        if report.not_journaled:
+            raise typer.Exit(1)
 
     @journal_cli.command("drain")
     def journal_drain(

@@ -31,7 +31,7 @@ from app.auth.actor import Actor
 from app.cases.models import Case
 from app.cases.workflow import ACTIVE_PROCEEDINGS, ProceedingsStatus, Stage
 from app.db.base import utcnow
-from app.errors import Conflict
+from app.errors import Conflict, ServiceUnavailable
 from app.operations.erasure_journal import enqueue_erasure
 from app.victims.models import Victim
 from app.vocab import ClosureReason
@@ -309,6 +309,8 @@ class RetentionReport:
     held: int = 0
     active: int = 0
     skipped: int = 0
+    #: Erasures refused because the journal could not be written (nothing erased; exit 1).
+    not_journaled: int = 0
     journaled: int = 0
     erased_ids: list[uuid.UUID] = field(default_factory=list)
 
@@ -322,6 +324,10 @@ class RetentionReport:
         out.append(f"open cases (no rule applies): {self.active}")
         if self.skipped:
             out.append(f"skipped (changed since planning, or already erased): {self.skipped}")
+        if self.not_journaled:
+            out.append(
+                f"NOT ERASED, the erasure journal could not be written: {self.not_journaled}"
+            )
         total = sum(self.erased.values())
         out.append(
             f"total {verb}: {total}" + ("" if self.dry_run else f"; journaled {self.journaled}")
@@ -401,6 +407,10 @@ def apply(
                 again = erase_expired_victim(session, ctx, policy, decision.victim_id, moment)
         except Conflict:
             report.skipped += 1
+            continue
+        except ServiceUnavailable:
+            # The erasure journal could not be written: nothing was erased for this victim.
+            report.not_journaled += 1
             continue
         if again.status == "expired":
             report.erased[again.rule or "default"] += 1

@@ -150,8 +150,8 @@ def new_exchange_key(session: Session, ctx: AppContext, exchange_id: uuid.UUID) 
     else:
         dek = new_data_key()
         # The id recorded is the id that wrapped, from the same call (never read it before).
-        row.kek_kid, row.wrapped_key = ctx.keys.keyring.wrap(
-            dek, lambda kid: exchange_key_aad(kid, row.id, exchange_id)
+        row.kek_kid, row.wrapped_key = ctx.keys.wrap_pinned(
+            session, dek, lambda kid: exchange_key_aad(kid, row.id, exchange_id)
         )
         codec = FieldCipher(row.id, dek)
     session.add(row)

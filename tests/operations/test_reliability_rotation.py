@@ -139,9 +139,7 @@ def test_rotate_and_retire_while_registering_and_reading_then_restart(
         rotated = _passage(fresh_db.app_url, keys, "keys", "rotate", "--batch-size", "10")
         time.sleep(2)
         # Retire while the writers still write: it waits out late writers, then checks.
-        retired = _passage(
-            fresh_db.app_url, keys, "keys", "retire", old_kid, "--grace-seconds", "3"
-        )
+        retired = _passage(fresh_db.app_url, keys, "keys", "retire", old_kid)
         time.sleep(1)
         stop.set()
         for t in threads:
@@ -238,7 +236,7 @@ class RotationMachine(RuleBasedStateMachine):
         ring.reload()
         usable = [r.kid for r in ring.records() if not r.retired and r.kid != ring.active_kid]
         if usable:
-            retire(self._sessions, self.ops, usable[0], grace_seconds=0)
+            retire(self._sessions, self.ops, usable[0])
 
     @rule()
     def restart(self) -> None:

@@ -371,11 +371,9 @@ def test_rotate_and_retire_while_receiving_exchange_packages_then_restart(
         rotate_began = time.monotonic()
         rotated = _passage(fresh_db.app_url, keys, "keys", "rotate", "--batch-size", "5")
         rotate_ended = time.monotonic()
-        # Retire while packages still arrive: it waits out the grace period, re-wraps late
-        # arrivals under the old key, counts again and only then destroys the file.
-        retired = _passage(
-            fresh_db.app_url, keys, "keys", "retire", old_kid, "--grace-seconds", "3"
-        )
+        # Retire while packages still arrive: it waits for transactions holding the old key,
+        # re-wraps late arrivals under it, counts again and only then destroys the file.
+        retired = _passage(fresh_db.app_url, keys, "keys", "retire", old_kid)
         retire_ended = time.monotonic()
         time.sleep(0.5)
         stop.set()

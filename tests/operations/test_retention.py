@@ -338,3 +338,16 @@ def test_expiry_is_the_anchor_plus_the_period_to_the_day(live) -> None:
     with live.session() as session:
         just_before = retention.plan(session, policy, datetime(2026, 2, 28, 8, 59, tzinfo=UTC))
     assert [d.status for d in just_before if d.victim_id == r.victim_id] == ["retained"]
+
+
+def test_an_unwritable_journal_erases_nothing_and_says_so(live, schedule, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the journal's directory should be\n")
+    live.ctx.settings = live.settings.model_copy(
+        update={"erasure_journal": blocker / "erasures.log"}
+    )
+    report = retention.apply(live.session, live.ctx, _policy(), now=NOW)
+    assert report.not_journaled == len(EXPIRED) and sum(report.erased.values()) == 0
+    assert any("NOT ERASED" in line for line in report.lines())
+    for name in EXPIRED:
+        assert _holds_key(live, schedule[name].victim_id), name
