@@ -31,9 +31,12 @@ and answered with a signed receipt.
 Floods: refusals are counted, not multiplied. Within a window (``QUARANTINE_WINDOW``) a
 source (address, claimed partner, reason code) gets at most ``ROWS_PER_SOURCE`` rows of
 its own; further refusals from it are counted on its latest row (``repeat_count``,
-``last_received_at``). Across all sources at most ``ROWS_PER_WINDOW`` rows are opened per
-window; past that, refusals are counted on the latest row with the same reason code. A new
-row is audited and raised as an alert; a counted repeat is audited when its count reaches
+``last_received_at``). Across all sources, refusals from unauthenticated senders open at
+most ``ANONYMOUS_ROWS_PER_WINDOW`` rows per window; past that, they are counted on the
+latest row with the same reason code and claimed partner. The rest of ``ROWS_PER_WINDOW``
+is kept for refusals whose signature verified against a key pinned for the partner; such a
+refusal is only ever counted on a row of its own source, never merged into another's (past
+the whole cap, each of its sources still gets one row). A new row is audited and raised as an alert; a counted repeat is audited when its count reaches
 a power of two (2, 4, 8, ...), so the audit trail grows with the logarithm of a flood.
 """
 
@@ -128,6 +131,9 @@ STATUS_BY_REASON = {"replayed": 409, "oversize": 413, "unsupported_media_type": 
 QUARANTINE_WINDOW = timedelta(minutes=10)
 ROWS_PER_SOURCE = 10
 ROWS_PER_WINDOW = 100
+# Of those, what refusals from unauthenticated senders may open: the rest is kept for
+# refusals whose sender's signature verified against a pinned key.
+ANONYMOUS_ROWS_PER_WINDOW = 80
 # Serialises quarantine writes across workers on PostgreSQL (pg_advisory_xact_lock key).
 _QUARANTINE_LOCK = 0x5051_7561_7261_6E74  # "PQuarant"
 
@@ -193,7 +199,11 @@ class _Seen:
     claimed_kid: str | None = None
     claimed_jti: str | None = None
     claimed_typ: str | None = None
+    # The claimed partner, looked up from the unverified `iss`: anyone able to encrypt to
+    # our published key can name it. `verified` is set only once its signature has verified
+    # against a key pinned for it (and the signed claims were accepted).
     partner: Partner | None = None
+    verified: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -369,6 +379,7 @@ def _verify(
         max_lifetime_seconds=MAX_LIFETIME_SECONDS,
         now=now.timestamp(),
     )
+    seen.verified = True  # from here on, a refusal comes from the authenticated partner
     envelope, body = parse_envelope(claims, typ)
     contents = _attachments(own.encryption_private_pem, own.encryption_kid, body, attachment_tokens)
     verified = _Verified(
@@ -798,7 +809,11 @@ def _serialise_quarantine(session: Session) -> None:
 def _counted_on(
     session: Session, seen: _Seen, code: str, now: datetime
 ) -> QuarantinedPackage | None:
-    """The row this refusal is counted on, or None when it gets a row of its own."""
+    """The row this refusal is counted on, or None when it gets a row of its own.
+
+    A source is (address, claimed partner, reason code). A refusal from an authenticated
+    partner is only ever counted on a row of its own source: never on a row opened by
+    another address, which anyone could have filled with refusals naming that partner."""
     since = now - QUARANTINE_WINDOW
     recent = (
         QuarantinedPackage.reason_code == code,
@@ -806,31 +821,37 @@ def _counted_on(
         QuarantinedPackage.reviewed_at.is_(None),
     )
     partner_id = seen.partner.id if seen.partner else None
+    same_partner = QuarantinedPackage.partner_id.is_not_distinct_from(partner_id)
     same_source = (
         *recent,
+        same_partner,
         QuarantinedPackage.source_address.is_not_distinct_from(seen.source_address),
-        QuarantinedPackage.partner_id.is_not_distinct_from(partner_id),
     )
-    own = session.scalar(select(func.count()).select_from(QuarantinedPackage).where(*same_source))
-    if (own or 0) >= ROWS_PER_SOURCE:
+
+    def latest(*where: Any) -> QuarantinedPackage | None:
         return session.scalars(
             select(QuarantinedPackage)
-            .where(*same_source)
+            .where(*where)
             .order_by(QuarantinedPackage.received_at.desc())
             .limit(1)
         ).first()
+
+    own = session.scalar(select(func.count()).select_from(QuarantinedPackage).where(*same_source))
+    if (own or 0) >= ROWS_PER_SOURCE:
+        return latest(*same_source)
     opened = session.scalar(
         select(func.count())
         .select_from(QuarantinedPackage)
         .where(QuarantinedPackage.received_at >= since)
     )
-    if (opened or 0) >= ROWS_PER_WINDOW:
-        return session.scalars(
-            select(QuarantinedPackage)
-            .where(*recent)
-            .order_by(QuarantinedPackage.received_at.desc())
-            .limit(1)
-        ).first()  # None for a reason not seen yet in the window: a row of its own
+    if seen.verified:
+        # The reserve past the anonymous share is its own; past the whole cap, it is
+        # counted on its source's latest row, or opens one (one per address and reason).
+        return latest(*same_source) if (opened or 0) >= ROWS_PER_WINDOW else None
+    if (opened or 0) >= ANONYMOUS_ROWS_PER_WINDOW:
+        # None for a reason not seen yet in the window with this claimed partner (or
+        # none): a row of its own.
+        return latest(*recent, same_partner)
     return None
 
 

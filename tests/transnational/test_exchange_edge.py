@@ -364,7 +364,8 @@ def test_a_flood_from_one_source_is_counted_on_bounded_rows(world, api, ctx, app
 def test_rows_opened_per_window_are_capped_across_sources(
     world, api, ctx, app, session, monkeypatch
 ):
-    monkeypatch.setattr(incoming, "ROWS_PER_WINDOW", 3)
+    monkeypatch.setattr(incoming, "ROWS_PER_WINDOW", 5)
+    monkeypatch.setattr(incoming, "ANONYMOUS_ROWS_PER_WINDOW", 3, raising=False)
     configure(world, api, ctx)
     ids = []
     for n in range(6):
@@ -419,3 +420,105 @@ def test_the_claimed_media_type_keeps_no_parameter_value_but_the_charset():
     assert edge.describe_media_type(["not a media type"]) == "(unparseable)"
     assert edge.describe_media_type(["a/b", "c/d"]) == "(several headers)"
     assert edge.describe_media_type([]) is None
+
+
+def _referral_with(p: Partnered, attachment: str) -> tuple[bytes, str]:
+    """A genuine, validly signed referral from the pinned partner whose one attachment
+    (`attachment`, a JWE) is refused after the signature has verified; the message JWE."""
+    pdf = b"%PDF-1.4 travel document scan"
+    claims = craft.referral_claims(PARTNER_ID, INSTANCE_ID, given_name=CANARY)
+    claims["body"]["attachments"] = [
+        {
+            "id": str(uuid.uuid4()),
+            "media_type": "application/pdf",
+            "size": len(pdf),
+            "sha256": hashlib.sha256(pdf).hexdigest(),
+        }
+    ]
+    token = craft.sign(claims, p.partner_sign_private, kid=p.partner_sign_kid)
+    message = craft.encrypt(token.encode(), p.own_enc_public, kid=p.own_enc_kid)
+    document = json.dumps({"message": message, "attachments": [attachment]}).encode()
+    return document, message
+
+
+def test_an_anonymous_flood_does_not_swallow_a_verified_partners_refusal(
+    world, api, ctx, app, session, monkeypatch
+):
+    """Unauthenticated senders fill the window past their share with reasons they can
+    trigger, some naming the partner; the partner's own refused packages, refused for the
+    same reasons once their signature has verified, still get rows of their own: token
+    kept, audited and alerted, never counted on a row the flood opened."""
+    monkeypatch.setattr(incoming, "ROWS_PER_WINDOW", 6)
+    monkeypatch.setattr(incoming, "ANONYMOUS_ROWS_PER_WINDOW", 4, raising=False)
+    p = configure(world, api, ctx)
+    json_type = {"content-type": "application/json"}
+    # Anyone can encrypt to our published key: to another kid (wrong_recipient_key) ...
+    stray = craft.referral_claims(PARTNER_ID, INSTANCE_ID)
+    unsigned = craft.encrypt(craft.unsigned(stray).encode(), p.own_enc_public, kid="not-ours")
+    anonymous = json.dumps({"message": unsigned, "attachments": []}).encode()
+    flood_ids = set()
+    for n in range(10):
+        with _client(app, f"192.0.2.{50 + n}") as client:
+            response = client.post(MESSAGES, content=anonymous, headers=json_type)
+        assert response.json()["error"]["reason"] == "wrong_recipient_key", response.text
+        flood_ids.add(response.json()["error"]["quarantine_id"])
+    # ... or naming the partner as issuer, with a token type the endpoint refuses.
+    forged_key, _ = craft.ec_pair()
+    forged = craft.sign(stray, forged_key, kid=p.partner_sign_kid, typ="x+jwt")
+    naming = craft.encrypt(forged.encode(), p.own_enc_public, kid=p.own_enc_kid)
+    naming_document = json.dumps({"message": naming, "attachments": []}).encode()
+    for n in range(5):
+        with _client(app, f"192.0.2.{70 + n}") as client:
+            response = client.post(MESSAGES, content=naming_document, headers=json_type)
+        assert response.json()["error"]["reason"] == "wrong_type", response.text
+        flood_ids.add(response.json()["error"]["quarantine_id"])
+    flood_rows = session.scalars(select(QuarantinedPackage)).all()
+    assert len(flood_rows) == 5  # the anonymous share (4), + one for a reason not seen yet
+    assert {str(r.id) for r in flood_rows} == flood_ids
+    assert sum(r.repeat_count for r in flood_rows) == 15
+    assert {str(r.partner_id) for r in flood_rows if r.reason_code == "wrong_type"} == {
+        p.partner_id
+    }
+
+    def refused(address: str, attachment: str, reason: str) -> tuple[QuarantinedPackage, str]:
+        document, message = _referral_with(p, attachment)
+        with _client(app, address) as client:
+            response = client.post(MESSAGES, content=document, headers=json_type)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["reason"] == reason
+        return _row(session, response), message
+
+    pdf = b"%PDF-1.4 travel document scan"
+    for attachment, reason in [
+        (
+            craft.encrypt(pdf, p.own_enc_public, kid="not-ours", cty="passage-attachment"),
+            "wrong_recipient_key",
+        ),
+        (craft.encrypt(pdf, p.own_enc_public, kid=p.own_enc_kid, cty="x"), "wrong_type"),
+    ]:
+        row, message = refused("192.0.2.90", attachment, reason)
+        assert str(row.id) not in flood_ids
+        assert row.reason_code == reason and row.repeat_count == 1
+        assert str(row.partner_id) == p.partner_id and row.source_address == "192.0.2.90"
+        assert row.body == message  # its own token kept, as for any refusal of its kind
+        [event] = _audited(session, row)
+        assert event.action == "transnational_package_quarantined"
+        assert event.details["partner_id"] == p.partner_id
+        alerts = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.topic == "alert.transnational_quarantine")
+        ).all()
+        assert [
+            a.payload["reason_code"] for a in alerts if a.payload["quarantine_id"] == str(row.id)
+        ] == [reason]
+    # Past the whole cap (7 rows now), the partner's next refusal from the same address is
+    # counted on its own row; from another address it still opens one, never the flood's.
+    attachment = craft.encrypt(pdf, p.own_enc_public, kid="not-ours", cty="passage-attachment")
+    again, _ = refused("192.0.2.90", attachment, "wrong_recipient_key")
+    assert again.repeat_count == 2 and str(again.id) not in flood_ids
+    elsewhere, _ = refused("192.0.2.91", attachment, "wrong_recipient_key")
+    assert elsewhere.repeat_count == 1 and elsewhere.id != again.id
+    assert str(elsewhere.id) not in flood_ids
+    # The flood's rows counted nothing of the partner's.
+    for flood_row in flood_rows:
+        session.refresh(flood_row)
+    assert sum(r.repeat_count for r in flood_rows) == 15
