@@ -3,9 +3,18 @@
 The check runs on a small thread pool of its own and the probe waits for it at most
 `db_readiness_timeout_seconds` (0.8 s by default): a probe that times out (Kubernetes
 gives it 1 s) would count as a failure anyway, and a slow answer must not tie up request
-threads. Inside the check every database wait is bounded by the same time (the watchdog's
-per-thread limit), so a check stuck behind a silent network ends soon after the probe has
-answered; at most two checks are ever outstanding per process.
+threads. At most two checks are ever outstanding per process; while both are, the next
+probe answers "unreachable" at once.
+
+Inside the check, the query is bounded by the same time (the watchdog's per-thread limit)
+and the pool's pre-ping by its own deadline (`ping_timeout`, which replaces it for the
+ping). The watchdog does not see the rest: waiting for a pooled connection is bounded by
+the pool's `pool_timeout` only, and opening a connection by libpq's `connect_timeout` only
+(psycopg connects without going through `Connection.wait`). So a check stuck behind a
+silent network or a full pool may end well after the probe has answered: it keeps its
+slot for up to about pool_timeout + ping_timeout + connect_timeout + the budget (a
+pre-ping that fails reconnects): 5 + 2 + 5 + 0.8 s with the defaults, longer if libpq
+tries several addresses (connect_timeout applies to each).
 """
 
 from __future__ import annotations

@@ -25,7 +25,18 @@ class Database:
         )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
+    # Pools opened beside the request pool for this database (the idempotency claim locks,
+    # app/operations/idempotency.py): closed with it. Set per instance by add_companion.
+    _companions: tuple[Engine, ...] = ()
+
+    def add_companion(self, engine: Engine) -> None:
+        self._companions = (*self._companions, engine)
+
     def dispose(self) -> None:
+        """Close every pooled connection of this database: the request pool's and its
+        companions'. Each stays usable (a later checkout connects anew)."""
+        for companion in self._companions:
+            companion.dispose()
         self.engine.dispose()
 
 

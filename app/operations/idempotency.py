@@ -66,11 +66,13 @@ from fastapi import FastAPI
 from sqlalchemy import Connection, Engine, delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db.base import utcnow
 from app.db.engine import DatabaseLimits, make_engine
+from app.db.session import Database
 from app.errors import Conflict
 from app.logging import get_logger
 from app.operations import metrics
@@ -407,6 +409,27 @@ def lock_key(user_id: uuid.UUID, key_digest: bytes) -> tuple[int, int]:
     )
 
 
+# Lock connections kept open while idle; the rest of the lock pool is overflow.
+LOCK_POOL_IDLE = 2
+
+
+def lock_pool_size(request_engine: Engine) -> tuple[int, int]:
+    """(pool_size, max_overflow) of the lock pool: as many connections in all as the request
+    pool may open (its pool_size + max_overflow; unbounded if it is), of which
+    LOCK_POOL_IDLE stay open while idle. Each idempotent request holds one lock connection
+    while it waits for and uses a request connection, so the lock pool never runs out before
+    the request pool does."""
+    pool = request_engine.pool
+    if not isinstance(pool, QueuePool):
+        return LOCK_POOL_IDLE, -1
+    size, overflow = pool.size(), pool._max_overflow
+    if overflow < 0:
+        return min(LOCK_POOL_IDLE, size), -1
+    total = max(size + overflow, 1)
+    idle = min(LOCK_POOL_IDLE, total)
+    return idle, total - idle
+
+
 class ClaimLocks:
     """Connections that hold claim locks, in a pool of their own.
 
@@ -420,10 +443,11 @@ class ClaimLocks:
         # idle_in_transaction_session_timeout bounds how long a live but stuck request may
         # keep its lock: after that, a retry takes the claim over and the stuck request
         # cannot complete it any more.
+        pool_size, max_overflow = lock_pool_size(engine)
         self.engine = make_engine(
             engine.url.render_as_string(hide_password=False),
-            pool_size=2,
-            max_overflow=18,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
             limits=limits or DatabaseLimits(),
         )
 
@@ -461,7 +485,7 @@ _LOCKS: weakref.WeakKeyDictionary[Any, ClaimLocks] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
-def claim_locks(database: Any, limits: DatabaseLimits | None = None) -> ClaimLocks | None:
+def claim_locks(database: Database, limits: DatabaseLimits | None = None) -> ClaimLocks | None:
     """The lock pool of the app's database (one per worker), None if not PostgreSQL."""
     if database.engine.dialect.name != "postgresql":
         return None
@@ -469,6 +493,9 @@ def claim_locks(database: Any, limits: DatabaseLimits | None = None) -> ClaimLoc
         locks = _LOCKS.get(database)
         if locks is None:
             locks = _LOCKS[database] = ClaimLocks(database.engine, limits)
+            # Closed with the request pool by Database.dispose() (app shutdown), or when
+            # the database object is collected if nothing disposes it.
+            database.add_companion(locks.engine)
             weakref.finalize(database, locks.engine.dispose)
     return locks
 
