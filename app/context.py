@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -12,9 +12,7 @@ from app.config import Settings
 from app.crypto.keyring import FileKeyRing
 from app.crypto.service import KeyService
 from app.policies.countries import CountryProfile, load_country_profiles
-
-if TYPE_CHECKING:
-    from app.operations.retention import RetentionPolicy
+from app.policies.retention import POLICY_FILE, RetentionPolicy, load_retention_policy
 
 
 @dataclass
@@ -31,9 +29,6 @@ class AppContext:
 
 def build_context(settings: Settings) -> AppContext:
     """Load keys and validate every policy file; any problem stops start-up."""
-    # Imported here: the retention rules import the case model, which imports this module.
-    from app.operations.retention import POLICY_FILE, load_retention_policy
-
     profiles = load_country_profiles(settings.policies_dir / "countries")
     if settings.default_country_profile not in profiles:
         raise ValueError(

@@ -138,6 +138,40 @@ class Role(Vocabulary):
     admin = "admin"
 
 
+class Event(StrEnum):
+    """A case event of the referral workflow (``app.cases.workflow`` defines what each one
+    does; ``policies/transitions.toml`` who may fire it). Stored in audit details. Not a
+    :class:`Vocabulary`: its labels are the screens' (``app/web/labels.py``), and HTCDS
+    has no equivalent."""
+
+    record_screening = "record_screening"
+    refer = "refer"
+    decline_formal_identification = "decline_formal_identification"
+    consent_to_referral = "consent_to_referral"
+    accept_referral = "accept_referral"
+    positive_reasonable_grounds = "positive_reasonable_grounds"
+    propose_negative_decision = "propose_negative_decision"
+    negative_reasonable_grounds = "negative_reasonable_grounds"
+    start_identification = "start_identification"
+    positive_identification = "positive_identification"
+    negative_identification = "negative_identification"
+    request_reconsideration = "request_reconsideration"
+    uphold_negative = "uphold_negative"
+    overturn_to_recovery = "overturn_to_recovery"
+    overturn_to_identified = "overturn_to_identified"
+    start_long_term_support = "start_long_term_support"
+    plan_return = "plan_return"
+    cosign_return = "cosign_return"
+    cancel_return = "cancel_return"
+    confirm_return_handover = "confirm_return_handover"
+    start_reintegration_monitoring = "start_reintegration_monitoring"
+    report_re_trafficking = "report_re_trafficking"
+    report_lost_contact = "report_lost_contact"
+    report_missing_child = "report_missing_child"
+    contact_restored = "contact_restored"
+    close = "close"
+
+
 class Sex(Vocabulary):
     """Gender as recorded. Maps to HTCDS prs_Gender."""
 

@@ -57,6 +57,10 @@ from uuid import UUID
 
 from app.policies.transitions import DEFAULT_POLICY_PATH, load_transition_roles
 
+# The case events and the roles live in the vocabulary (a lower layer), so the transition
+# policy loader can validate names without importing this module.
+from app.vocab import Event, Role
+
 __all__ = [
     "ACTIVE_PROCEEDINGS",
     "ASSISTANCE_ROLES",
@@ -120,46 +124,6 @@ class Stage(StrEnum):
     declined_formal_identification = "declined_formal_identification"
     lost_contact = "lost_contact"
     missing_child = "missing_child"
-
-
-class Event(StrEnum):
-    record_screening = "record_screening"
-    refer = "refer"
-    decline_formal_identification = "decline_formal_identification"
-    consent_to_referral = "consent_to_referral"
-    accept_referral = "accept_referral"
-    positive_reasonable_grounds = "positive_reasonable_grounds"
-    propose_negative_decision = "propose_negative_decision"
-    negative_reasonable_grounds = "negative_reasonable_grounds"
-    start_identification = "start_identification"
-    positive_identification = "positive_identification"
-    negative_identification = "negative_identification"
-    request_reconsideration = "request_reconsideration"
-    uphold_negative = "uphold_negative"
-    overturn_to_recovery = "overturn_to_recovery"
-    overturn_to_identified = "overturn_to_identified"
-    start_long_term_support = "start_long_term_support"
-    plan_return = "plan_return"
-    cosign_return = "cosign_return"
-    cancel_return = "cancel_return"
-    confirm_return_handover = "confirm_return_handover"
-    start_reintegration_monitoring = "start_reintegration_monitoring"
-    report_re_trafficking = "report_re_trafficking"
-    report_lost_contact = "report_lost_contact"
-    report_missing_child = "report_missing_child"
-    contact_restored = "contact_restored"
-    close = "close"
-
-
-class Role(StrEnum):
-    ngo_caseworker = "ngo_caseworker"
-    police_officer = "police_officer"
-    social_worker = "social_worker"
-    prosecutor = "prosecutor"
-    guardian = "guardian"
-    coordinator = "coordinator"
-    focal_point = "focal_point"
-    admin = "admin"
 
 
 class Resume(Enum):

@@ -191,7 +191,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
     @retention_cli.command("check")
     def retention_check() -> None:
         """Validate policies/retention.toml and print the schedule."""
-        from app.operations.retention import (
+        from app.policies.retention import (
             POLICY_FILE,
             RetentionPolicyError,
             load_retention_policy,
@@ -225,6 +225,7 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
         from app.db.rls import system_session
         from app.db.session import Database
         from app.operations import retention
+        from app.policies.retention import POLICY_FILE, RetentionPolicyError, load_retention_policy
 
         settings = settings_factory()
         path = _journal_path(settings, journal)
@@ -236,8 +237,8 @@ def register(cli: typer.Typer, settings_factory: Callable[[], Settings] = get_se
             )
             raise typer.Exit(2)
         try:
-            policy = retention.load_retention_policy(settings.policies_dir / retention.POLICY_FILE)
-        except retention.RetentionPolicyError as exc:
+            policy = load_retention_policy(settings.policies_dir / POLICY_FILE)
+        except RetentionPolicyError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from exc
         ctx = build_context(settings)

@@ -16,14 +16,13 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from app.config import REPO_ROOT
-
-if TYPE_CHECKING:
-    from app.cases.workflow import Event, Role
+from app.policies.validation import describe_validation_error
+from app.vocab import Event, Role
 
 __all__ = [
     "DEFAULT_POLICY_PATH",
@@ -52,9 +51,6 @@ class TransitionRolePolicy(BaseModel):
 
     @model_validator(mode="after")
     def _check_names(self) -> Self:
-        # Imported here, not at module level: app.cases.workflow imports this module.
-        from app.cases.workflow import Event, Role
-
         known_events = {event.value for event in Event}
         known_roles = {role.value for role in Role}
         problems: list[str] = []
@@ -78,20 +74,9 @@ class TransitionRolePolicy(BaseModel):
         return self
 
     def roles_by_event(self) -> Mapping[Event, frozenset[Role]]:
-        from app.cases.workflow import Event, Role
-
         return MappingProxyType(
             {Event(name): frozenset(Role(r) for r in roles) for name, roles in self.events.items()}
         )
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}: {message}" if where else message)
-    return "; ".join(lines)
 
 
 def load_transition_roles(
@@ -108,5 +93,7 @@ def load_transition_roles(
     try:
         policy = TransitionRolePolicy.model_validate(raw)
     except ValidationError as exc:
-        raise TransitionPolicyError(f"{path}: invalid transition policy: {_describe(exc)}") from exc
+        raise TransitionPolicyError(
+            f"{path}: invalid transition policy: {describe_validation_error(exc)}"
+        ) from exc
     return policy.roles_by_event()

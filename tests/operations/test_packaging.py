@@ -189,7 +189,7 @@ def test_the_installed_app_finds_its_files_without_the_repository(
         assert (get_settings().policies_dir / "roles.toml").is_file()
         import app.cases.workflow
         from app.authz.policy import load_access_policy
-        from app.operations.retention import load_retention_policy
+        from app.policies.retention import load_retention_policy
         load_access_policy(get_settings().policies_dir)
         load_retention_policy(get_settings().policies_dir / "retention.toml")
         print("found")

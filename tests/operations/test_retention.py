@@ -17,7 +17,8 @@ from app.config import REPO_ROOT
 from app.crypto.models import BlindIndexEntry, DataKey
 from app.operations import retention
 from app.operations.erasure_journal import TOPIC, drain_outbox, read_journal
-from app.operations.retention import (
+from app.policies.retention import (
+    RESTING_STAGES,
     RetentionPolicyError,
     load_retention_policy,
 )
@@ -35,7 +36,7 @@ def years_ago(n: float) -> datetime:
 # -- the policy file ---------------------------------------------------------------------------
 def test_the_shipped_schedule_is_valid_and_covers_the_resting_stages() -> None:
     policy = load_retention_policy(SHIPPED)
-    assert {r.stage for r in policy.rules} == set(retention.RESTING_STAGES)
+    assert {r.stage for r in policy.rules} == set(RESTING_STAGES)
     assert set(policy.legal_hold.proceedings_status) >= {"investigation", "prosecution", "trial"}
     closed = {r.closure_reason for r in policy.rules if r.stage == "closed"}
     assert {"support_completed", "not_identified_no_reconsideration", "lost_contact"} <= closed
