@@ -190,6 +190,8 @@ def create_user(
 @keys_cli.command("status")
 def keys_status() -> None:
     """Show key-encryption keys and how many wrapped keys of each kind each one wraps."""
+    from app.crypto.wrapped import PLAIN_KID
+
     ctx = _context()
     with _session() as session:
         by_kind = ctx.keys.keys_in_use_by_kind(session)
@@ -206,7 +208,7 @@ def keys_status() -> None:
         kid
         for counts in by_kind.values()
         for kid in counts
-        if kid != "plain" and kid not in ctx.keys.keyring.usable_kids()
+        if kid != PLAIN_KID and kid not in ctx.keys.keyring.usable_kids()
     }
     for kid in sorted(unknown):
         typer.echo(f"{kid}  MISSING  wrapped keys refer to a key that is not in the ring", err=True)

@@ -289,15 +289,6 @@ class FileKeyRing:
         raise SealedValueIntegrityError(f"wrapped data key failed its integrity check (kek {kid})")
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def replaced_at(self, kid: str) -> datetime | None:
-        """When `kid` stopped being the active key (its successor's creation), None if active."""
-        records = self._state.records
-        for index, record in enumerate(records):
-            if record.kid == kid:
-                later = records[index + 1 :]
-                return datetime.fromisoformat(later[0].created_at) if later else None
-        raise UnknownKeyError(f"key-encryption key {kid} is not in the key ring")
-
     def add_key(self) -> str:
         """Add a new KEK and make it active. Old ids keep unwrapping until retired."""
         with _ring_lock(self.keys_dir):

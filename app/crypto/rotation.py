@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from app.crypto.errors import KeyFileError
 from app.crypto.service import KeyService, RewrapReport, hold_kek
+from app.crypto.wrapped import PLAIN_KID
 
 SessionFactory = Callable[[], Session]
 
@@ -75,7 +75,7 @@ def pending_rewrap(sessions: SessionFactory, keys: KeyService) -> dict[str, int]
     active = keys.keyring.active_kid
     with sessions() as session:
         in_use = keys.keys_in_use(session)
-    return {kid: n for kid, n in in_use.items() if kid not in (active, "plain") and n}
+    return {kid: n for kid, n in in_use.items() if kid not in (active, PLAIN_KID) and n}
 
 
 def rotate(sessions: SessionFactory, keys: KeyService, *, batch_size: int = 500) -> RotationResult:
@@ -117,10 +117,7 @@ def retire(
     3. Counted again; only if nothing of any kind is left is the key file destroyed.
     """
     ring = keys.keyring
-    ring.reload()
-    if ring.replaced_at(kid) is None:
-        raise KeyFileError("the active key cannot be retired; rotate first")
-    ring.mark_retiring(kid)
+    ring.mark_retiring(kid)  # refuses the active key and unknown ids
     result = RotationResult(active_kid=ring.active_kid, added_kid=None, resumed=False)
     skip: set[uuid.UUID] = set()
     with sessions() as session, session.begin():
